@@ -1,0 +1,10 @@
+"""Figures the book uses: ranked lists, part masks and attention maps, sample grids."""
+from reidlib._lazy import lazy_exports
+
+_EXPORTS = {
+    "ranked_list": "ranked",
+    "attention_maps": "attention",
+    "mask_overlay": "attention",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
