@@ -1,0 +1,80 @@
+"""Prepare the Jupyter Book: one page per experiment, rendered from an executed notebook in ``results/``.
+
+``python -m reidlib.book prepare`` copies, for every notebook listed in ``notebooks/order.json``, the
+executed notebook of the most complete profile available (paper > gpu > cpu > smoke) to
+``book/generated/<name>.ipynb`` and adds a provenance note under its title (profile, device,
+commit, seeds, duration). If no result exists for a notebook yet, it is executed once with the
+``smoke`` profile through the runner (no GPU, no download). The book itself never executes
+notebooks (``execute_notebooks: "off"`` in ``_config.yml``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from reidlib.experiments import REPO_ROOT, best_result, run
+from reidlib.utils.io import atomic_path
+
+GENERATED = REPO_ROOT / "book" / "generated"
+
+
+def experiment_order() -> list[str]:
+    return json.loads((REPO_ROOT / "notebooks" / "order.json").read_text())
+
+
+def provenance_note(rec: dict) -> str:
+    commit = (rec.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if rec.get("dirty") else "")
+    seeds = ", ".join(str(s) for s in rec.get("seeds") or [])
+    return (f":::{{note}}\nExecuted with profile **{rec.get('profile')}** on {rec.get('device')}, "
+            f"commit `{commit}`, seed(s) {seeds}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}, "
+            f"{rec.get('duration_s')} s, finished {rec.get('end')}. Raw numbers: "
+            f"`results/{rec.get('profile')}/{rec.get('name')}.json`.\n:::")
+
+
+def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list[Path]:
+    import nbformat
+
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names or experiment_order():
+        src = best_result(name)
+        if src is None:
+            if not run_missing:
+                raise FileNotFoundError(f"no executed result for {name} under results/")
+            print(f"[book] no result for {name}: executing it with the smoke profile", flush=True)
+            run(name, "smoke")
+            src = best_result(name)
+        rec = json.loads(src.with_suffix(".json").read_text())
+        nb = nbformat.read(src, as_version=4)
+        note = nbformat.v4.new_markdown_cell(provenance_note(rec))
+        note.metadata["tags"] = ["provenance"]
+        insert_at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+        nb.cells.insert(insert_at, note)
+        for cell in nb.cells:  # papermill's injected cell: keep it, but folded
+            tags = cell.metadata.get("tags", [])
+            if "injected-parameters" in tags or "parameters" in tags:
+                cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
+        dst = GENERATED / f"{name}.ipynb"
+        with atomic_path(dst, suffix=".ipynb") as tmp:
+            nbformat.write(nb, str(tmp))
+        written.append(dst)
+        print(f"[book] {name}: {src.relative_to(REPO_ROOT)}", flush=True)
+    return written
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reidlib.book")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="copy the best executed notebooks into book/generated/")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--no-run", action="store_true", help="fail instead of executing missing notebooks")
+    args = parser.parse_args(argv)
+    prepare(args.names or None, run_missing=not args.no_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
