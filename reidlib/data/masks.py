@@ -1,0 +1,175 @@
+"""Data for SPAN step 1 (Sec. 3.1, 3.4, 4.2): images with foreground target ``V``, semantic label
+vector ``l`` and, on SynthVeRi, ground-truth part masks for evaluating the learned masks.
+
+* :class:`MaskDataset` yields ``{"img", "fg", "view_vec", "view", "parts", "has_parts", "path"}``.
+* :func:`view_balanced_subset`: "This network is trained in advance on a subset of VeRi-776
+  dataset with balanced images in each viewpoint" (Sec. 4.2).
+
+SynthVeRi ground truth: ``<root>/masks/<split folder>/<stem>.png`` for the image
+``<root>/<split folder>/<stem>.<ext>``, a label map with 0 background, 1 front, 2 rear, 3 side,
+4 roof (:data:`reidlib.data.views.PART_LABELS`); foreground = label > 0 (the roof counts as
+foreground but belongs to none of SPAN's three parts).
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from reidlib.errors import ConfigError
+from .records import Record
+from .views import PART_LABELS, VIEW5, VIEW5_LABEL
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+FgSource = Union[str, Callable[[Record], np.ndarray]]
+
+
+def gt_mask_path(image_path: str | os.PathLike) -> Path:
+    """SynthVeRi label-map path of an image: ``<root>/masks/<split>/<stem>.png``."""
+    p = Path(image_path)
+    return p.parent.parent / "masks" / p.parent.name / f"{p.stem}.png"
+
+
+def read_label_map(path: str | os.PathLike) -> np.ndarray:
+    """A SynthVeRi part label map as ``uint8 [H, W]`` (0 bg, 1 front, 2 rear, 3 side, 4 roof)."""
+    lab = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    if lab is None:
+        raise FileNotFoundError(f"cannot read label map {path}")
+    if lab.ndim == 3:
+        lab = lab[..., 0]
+    return lab
+
+
+def _to_float_mask(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[..., 0] if m.shape[-1] in (1, 3) else m[0]
+    m = m.astype(np.float32)
+    if m.size and m.max() > 1.0:
+        m = m / 255.0
+    return np.clip(m, 0.0, 1.0)
+
+
+def view_balanced_subset(records: Sequence[Record], per_view: int, seed: int = 0) -> list[Record]:
+    """At most ``per_view`` records of each SPAN view class (records with ``view=None`` dropped),
+    drawn with ``random.Random(seed)``; returned in their original order."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if r.view is not None:
+            groups[int(r.view)].append(i)
+    rng = random.Random(seed)
+    keep: list[int] = []
+    for v in sorted(groups):
+        idx = groups[v]
+        keep.extend(idx if len(idx) <= per_view else rng.sample(idx, per_view))
+    return [records[i] for i in sorted(keep)]
+
+
+class MaskDataset(Dataset):
+    """SPAN step-1 dataset.
+
+    Args:
+        records: records with a known ``view`` (SPAN 5-way class); a record with ``view=None``
+            raises :class:`~reidlib.errors.ConfigError` (filter first, e.g. with
+            :func:`view_balanced_subset`).
+        fg_source: the foreground target ``V``: a callable ``Record -> np.ndarray [H, W]`` (0/1,
+            0/255 or soft), ``"grabcut:<cache_dir>"`` (:class:`reidlib.data.grabcut.GrabCutCache`,
+            computed on a miss) or ``"gt"`` (SynthVeRi label maps, label > 0).
+        size: image size ``(H, W)``; mask_size: ``(h', w')`` of ``fg``/``parts`` (default ``size``/4,
+            SPAN's native output).
+        flip: random horizontal flip with probability ``flip_prob``, applied to image, ``fg`` and
+            ``parts`` together (the view label is unchanged: left and right are both "side").
+        mean/std: normalisation.
+
+    Item: ``img [3,H,W]`` normalised float, ``fg [1,h',w']`` float in [0,1] (bilinear resize;
+    nearest for ``"gt"``), ``view_vec [3]`` float ``l = [front, rear, side]``, ``view`` int,
+    ``parts [3,h',w']`` binary GT part masks (front, rear, side; nearest resize) when a SynthVeRi
+    label map exists for the image, else zeros, with ``has_parts`` (bool) telling which; ``path``.
+    """
+
+    def __init__(self, records: Sequence[Record], fg_source: FgSource = "gt", size: tuple[int, int] = (192, 192),
+                 mask_size: Optional[tuple[int, int]] = None, flip: bool = False, flip_prob: float = 0.5,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+        self.records = list(records)
+        bad = [r.path for r in self.records if r.view is None]
+        if bad:
+            raise ConfigError(f"MaskDataset needs records with a known view; {len(bad)} have view=None "
+                              f"(e.g. {bad[0]}); filter them out first (view_balanced_subset drops them)")
+        for r in self.records:
+            if not 0 <= int(r.view) < len(VIEW5):
+                raise ConfigError(f"{r.path}: view {r.view!r} is not a SPAN view class index 0..{len(VIEW5) - 1}")
+        self.size = (int(size[0]), int(size[1]))
+        self.mask_size = (self.size[0] // 4, self.size[1] // 4) if mask_size is None else (int(mask_size[0]), int(mask_size[1]))
+        self.flip = bool(flip)
+        self.flip_prob = float(flip_prob)
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.fg_kind, self._fg = self._resolve_source(fg_source)
+
+    @staticmethod
+    def _resolve_source(src: FgSource):
+        if callable(src):
+            return "callable", src
+        if isinstance(src, str) and src == "gt":
+            return "gt", None
+        if isinstance(src, str) and src.startswith("grabcut:"):
+            from .grabcut import GrabCutCache
+
+            cache_dir = src[len("grabcut:"):]
+            if not cache_dir:
+                raise ConfigError("fg_source 'grabcut:<cache_dir>' needs a cache directory")
+            return "grabcut", GrabCutCache(cache_dir)
+        raise ConfigError(f"fg_source must be a callable, 'gt' or 'grabcut:<cache_dir>', got {src!r}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load_image(self, path: str) -> np.ndarray:
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read image: {path}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h, w = self.size
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        img = self._load_image(rec.path)                                             # uint8 [H, W, 3]
+        mh, mw = self.mask_size
+        label_path = gt_mask_path(rec.path)
+        labels = None
+        if label_path.is_file():
+            labels = cv2.resize(read_label_map(label_path), (mw, mh), interpolation=cv2.INTER_NEAREST)  # [h', w']
+        if self.fg_kind == "gt":
+            if labels is None:
+                raise FileNotFoundError(f"fg_source='gt' but no SynthVeRi label map at {label_path}")
+            fg = (labels > 0).astype(np.float32)
+        else:
+            raw = self._fg(rec) if self.fg_kind == "callable" else self._fg.get(rec.path)
+            fg = cv2.resize(_to_float_mask(raw), (mw, mh), interpolation=cv2.INTER_LINEAR)
+        if labels is not None:
+            parts = np.stack([labels == PART_LABELS[k] for k in ("front", "rear", "side")]).astype(np.float32)
+        else:
+            parts = np.zeros((3, mh, mw), np.float32)
+        if self.flip and random.random() < self.flip_prob:
+            img, fg, parts = img[:, ::-1], fg[:, ::-1], parts[:, :, ::-1]
+        x = (np.ascontiguousarray(img).transpose(2, 0, 1).astype(np.float32) / 255.0 - self.mean) / self.std
+        view = int(rec.view)
+        return {
+            "img": torch.from_numpy(np.ascontiguousarray(x)),                        # [3, H, W]
+            "fg": torch.from_numpy(np.ascontiguousarray(fg, dtype=np.float32))[None],  # [1, h', w']
+            "view_vec": torch.tensor(VIEW5_LABEL[view], dtype=torch.float32),       # [3]
+            "view": view,
+            "parts": torch.from_numpy(np.ascontiguousarray(parts)),                   # [3, h', w']
+            "has_parts": labels is not None,
+            "path": rec.path,
+        }
