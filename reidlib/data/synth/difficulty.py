@@ -1,0 +1,167 @@
+"""How hard is a SynthVeRi folder? Training-free baselines, overall and per viewpoint relation.
+
+:func:`difficulty_table` ranks the gallery (``image_test``) for every query with
+
+* ``colour_histogram``: an 8x4x4 HSV histogram of the whole image, L1-normalised, compared by the
+  Euclidean distance of the square roots (Hellinger distance);
+* ``colour_histogram_fg`` (not a default): the same histogram over the ground-truth foreground
+  (``masks/``) only: what a perfect vehicle mask buys a colour descriptor;
+* ``random_cnn``: torchvision ``resnet18(weights=None)`` initialised with ``torch.manual_seed(seed)``,
+  global-average-pooled 512-d features (ImageNet normalisation, native image size), L2-normalised,
+  Euclidean distance,
+
+and evaluates with :func:`reidlib.metrics.evaluate_rank` (market-style protocol: same id AND same
+camera is junk; mean-precision AP). Per viewpoint relation (``same`` / ``adjacent`` /
+``opposite``, :func:`reidlib.data.views.view_relation` of the 8-way orientations of query and
+gallery item) the gallery of each query is restricted to the items in that relation (the others
+are excluded, not merely ranked last); queries with no true match left are skipped and counted.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from reidlib.data.views import VIEW_RELATIONS, view_relation
+
+METHODS = ("colour_histogram", "random_cnn")
+ALL_METHODS = ("colour_histogram", "colour_histogram_fg", "random_cnn")
+
+
+def _read_split(root: Path, split: str) -> pd.DataFrame:
+    meta = pd.read_csv(root / f"meta_{split}.csv")
+    names = (root / f"name_{split}.txt").read_text().split()
+    if list(meta["name"]) != names:
+        raise ValueError(f"{root / f'meta_{split}.csv'} does not list the images of name_{split}.txt in order")
+    folder = "image_query" if split == "query" else "image_test"
+    meta["path"] = [str(root / folder / n) for n in names]
+    return meta
+
+
+def _load_images(paths: Sequence[str]) -> list[np.ndarray]:
+    out = []
+    for p in paths:
+        im = cv2.imread(p, cv2.IMREAD_COLOR)
+        if im is None:
+            raise FileNotFoundError(f"cannot read image {p}")
+        out.append(im)
+    return out
+
+
+def _load_masks(root: Path, folder: str, names: Sequence[str]) -> list[np.ndarray]:
+    out = []
+    for n in names:
+        p = root / "masks" / folder / (n[:-4] + ".png")
+        m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if m is None:
+            raise FileNotFoundError(f"cannot read mask {p}")
+        out.append(m)
+    return out
+
+
+def colour_histogram_features(images_bgr: Sequence[np.ndarray],
+                              masks: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
+    """(N, 128) square-rooted, L1-normalised 8x4x4 HSV histograms (over ``masks > 0`` if given)."""
+    feats = np.empty((len(images_bgr), 128), np.float32)
+    for i, im in enumerate(images_bgr):
+        hsv = cv2.cvtColor(im, cv2.COLOR_BGR2HSV)
+        m = None if masks is None else (masks[i] > 0).astype(np.uint8)
+        h = cv2.calcHist([hsv], [0, 1, 2], m, [8, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
+        feats[i] = np.sqrt(h / max(h.sum(), 1.0))
+    return feats
+
+
+def random_cnn_features(images_bgr: Sequence[np.ndarray], seed: int = 0, batch_size: int = 64) -> np.ndarray:
+    """(N, 512) L2-normalised global-average-pooled features of a randomly initialised ResNet-18."""
+    import torch
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    net = resnet18(weights=None)
+    net.fc = torch.nn.Identity()
+    net.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images_bgr), batch_size):
+            batch = np.stack([cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images_bgr[i:i + batch_size]])
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)     # (B, 3, H, W)
+            f = net((x - mean) / std)                                               # (B, 512)
+            out.append(torch.nn.functional.normalize(f, dim=1).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def _distances(qf: np.ndarray, gf: np.ndarray) -> np.ndarray:
+    """(Nq, Ng) Euclidean distances."""
+    d2 = (qf * qf).sum(1)[:, None] + (gf * gf).sum(1)[None, :] - 2.0 * qf @ gf.T
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def relation_scores(distmat: np.ndarray, q: pd.DataFrame, g: pd.DataFrame) -> list[dict]:
+    """Overall and per-relation mAP / R1 / R5 (percent) from a (Nq, Ng) distance matrix."""
+    from reidlib.metrics import evaluate_rank
+
+    qp, qc, qo = (q[c].to_numpy() for c in ("vid", "camid", "orientation"))
+    gp, gc, go = (g[c].to_numpy() for c in ("vid", "camid", "orientation"))
+    rows = []
+    res = evaluate_rank(distmat, qp, gp, qc, gc)
+    rows.append({"relation": "overall", "mAP": 100 * res.mAP, "R1": 100 * res.rank(1), "R5": 100 * res.rank(5),
+                 "queries": res.num_valid_queries})
+    rel_of = np.array([[view_relation(a, b) for b in range(8)] for a in range(8)])       # (8, 8)
+    for rel in VIEW_RELATIONS:
+        aps, firsts = [], []
+        for o in range(8):
+            qi = np.flatnonzero(qo == o)
+            gi = np.flatnonzero(rel_of[o][go] == rel)
+            if len(qi) == 0 or len(gi) == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                r = evaluate_rank(distmat[np.ix_(qi, gi)], qp[qi], gp[gi], qc[qi], gc[gi])
+            valid = r.query_num_matches > 0
+            aps.append(r.query_ap[valid])
+            firsts.append(r.query_first_rank[valid])
+        ap = np.concatenate(aps) if aps else np.zeros(0)
+        first = np.concatenate(firsts) if firsts else np.zeros(0)
+        n = len(ap)
+        rows.append({"relation": rel, "mAP": 100 * float(ap.mean()) if n else float("nan"),
+                     "R1": 100 * float((first < 1).mean()) if n else float("nan"),
+                     "R5": 100 * float((first < 5).mean()) if n else float("nan"), "queries": n})
+    return rows
+
+
+def difficulty_table(root: str | os.PathLike, methods: Sequence[str] = METHODS, seed: int = 0) -> pd.DataFrame:
+    """Baseline mAP / R1 / R5 (in percent) of ``methods`` (some of :data:`ALL_METHODS`) on the
+    SynthVeRi folder ``root``,
+    overall and per viewpoint relation of query and gallery (``same`` / ``adjacent`` /
+    ``opposite``). Columns: method, relation, mAP, R1, R5, queries (valid queries)."""
+    root = Path(root)
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; expected some of {ALL_METHODS}")
+    q, g = _read_split(root, "query"), _read_split(root, "test")
+    g_images = _load_images(g["path"])
+    pos = {n: j for j, n in enumerate(g["name"])}
+    # SynthVeRi's queries are byte-identical copies of gallery images: reuse them
+    q_images = [g_images[pos[n]] if n in pos else _load_images([p])[0] for n, p in zip(q["name"], q["path"])]
+    rows = []
+    for m in methods:
+        if m == "colour_histogram":
+            gf, qf = colour_histogram_features(g_images), colour_histogram_features(q_images)
+        elif m == "colour_histogram_fg":
+            gm = _load_masks(root, "image_test", g["name"])
+            qm = _load_masks(root, "image_query", q["name"])
+            gf, qf = colour_histogram_features(g_images, gm), colour_histogram_features(q_images, qm)
+        else:
+            gf = random_cnn_features(g_images, seed=seed)
+            qf = gf[[pos[n] for n in q["name"]]] if all(n in pos for n in q["name"]) else \
+                random_cnn_features(q_images, seed=seed)
+        for row in relation_scores(_distances(qf, gf), q, g):
+            rows.append({"method": m, **row})
+    return pd.DataFrame(rows, columns=["method", "relation", "mAP", "R1", "R5", "queries"])
