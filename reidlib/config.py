@@ -1,0 +1,466 @@
+"""Run configuration: dataclasses with per-model defaults, YAML files and ``key=value`` overrides.
+
+>>> cfg = load_config(model="musp", overrides=["optim.lr=1e-4", "data.root=data/synth"])
+>>> cfg.optim.lr, cfg.loss.triplet_on
+(0.0001, 'per_part')
+
+Precedence: the model's defaults (:func:`default_config`) < the YAML file < the overrides.
+Overrides use dotted keys and are coerced to the type of the field they set (``"1e-4"`` ->
+``float``, ``"[10, 20]"`` -> ``list[int]``, ``"true"`` -> ``bool``, ``"none"`` -> ``None`` for
+optional fields). ``model.kwargs`` is free-form (model-specific constructor arguments; values
+parsed as YAML). An unknown key raises :class:`reidlib.errors.ConfigError` naming the key and the
+valid ones. This module does not import torch.
+
+Schedules are in ``optim.unit``: ``"iter"`` (optimiser steps) or ``"epoch"`` (passes over the
+P x K batches of the training set, converted to iterations once the data are loaded); this lets
+MUSP's "90 epochs, / 10 at 30 and 60, 10 warm-up epochs" (Sec. 5.2) be written as in the paper.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from reidlib.errors import ConfigError
+
+REID_MODELS = ("baseline", "span", "musp")
+MODELS = REID_MODELS + ("span-masks", "foreground")
+DATASETS = ("veri776", "vehicleid", "veriwild")
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  #: dataset folder (VeRi-776 layout for SynthVeRi)
+    dataset: str = "veri776"  #: veri776 | vehicleid | veriwild
+    test_size: str = ""  #: VehicleID 800|1600|2400, VERI-Wild 3000|5000|10000 ("" = the smallest)
+    height: int = 256
+    width: int = 256
+    p: int = 16  #: identities per P x K batch
+    k: int = 4  #: images per identity
+    batch_size: int = 32  #: for the non-re-ID tasks (span-masks, foreground)
+    num_workers: int = 4
+    transforms: dict = field(default_factory=dict)  #: extra keyword arguments of build_transforms
+
+
+@dataclass
+class ModelConfig:
+    name: str = "baseline"  #: baseline | span | musp | span-masks | foreground
+    backbone: str = "resnet50"
+    weights: Optional[str] = None  #: local ImageNet state-dict file (never downloaded)
+    last_stride: int = 1
+    kwargs: dict = field(default_factory=dict)  #: model-specific constructor arguments
+    span_checkpoint: Optional[str] = None  #: SPAN re-ID: the trained SPAN (`train --model span-masks`)
+
+
+@dataclass
+class LossConfig:
+    label_smoothing: float = 0.1
+    margin: float = 0.3
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+    triplet_on: str = ""  #: concat | per_part | global | cpdm ("" = the model's own: see TRIPLET_ON)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  #: adam | adamw | sgd
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  #: SGD momentum / Adam beta1
+    unit: str = "iter"  #: iter | epoch: the unit of max_iters, milestones and warmup_iters
+    max_iters: float = 1000
+    milestones: list = field(default_factory=list)
+    gamma: float = 0.1
+    warmup_iters: float = 0
+    warmup_factor: float = 0.1
+    warmup_method: str = "linear"
+    grad_clip: Optional[float] = None
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = ""  #: "" = runs/<model>
+    checkpoint_every: int = 1000  #: iterations; a killed run loses at most this many
+    keep_last: int = 1  #: iter_*.pt files kept besides last.pt
+    log_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  #: auto | bf16 | fp16 | off (CUDA only)
+    channels_last: bool = True  #: CUDA only
+    deterministic: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 128
+    num_workers: int = 4
+    distance: str = ""  #: "" = the model's own (model.distance); see reidlib.cpdm.build_distance
+    chunk_size: int = 0  #: queries per distance-matrix chunk (0 = chosen from a memory budget)
+    amp: str = "off"  #: autocast for feature extraction on CUDA (off = float32 features)
+
+
+@dataclass
+class SpanConfig:
+    """SPAN step 1 (Sec. 3.1, 3.4; eq. 6) and its data."""
+    size: int = 192  #: input height = width (SPAN's public code: 192)
+    mask_size: int = 0  #: 0 = SPAN's own output size
+    per_view: int = 0  #: view-balanced subset: images per view class (0 = as many as the rarest view)
+    fg_source: str = "auto"  #: auto | gt (= synth) | grabcut[:<cache dir>] | foreground:<checkpoint>
+    lambda_recon: float = 1.0
+    lambda_area: float = 0.5
+    lambda_div: float = 1.0
+    use_recon: bool = True
+    use_area: bool = True
+    use_div: bool = True
+    area_mode: str = "paper"  #: paper (a = 0.7 for both visible views) | code ([0.7,0,0.4] / [0,0.7,0.4])
+    a: float = 0.7  #: max area ratio of a visible view in a two-view image (eq. 2; paper: 0.7)
+    margin: float = 0.04  #: tolerated overlap m of adjacent views F.S and R.S (eq. 3); F.R stays 0
+    flip: bool = True
+
+
+@dataclass
+class ForegroundConfig:
+    size: int = 192
+    source: str = "auto"  #: auto (= grabcut) | grabcut[:<cache dir>] | gt (= synth): the training masks
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    span: SpanConfig = field(default_factory=SpanConfig)
+    foreground: ForegroundConfig = field(default_factory=ForegroundConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Config":
+        """Strict: unknown keys raise ConfigError. Missing keys keep the defaults of ``d['model']['name']``."""
+        name = (d.get("model") or {}).get("name") if isinstance(d.get("model"), Mapping) else None
+        cfg = default_config(name or "baseline")
+        apply_mapping(cfg, d)
+        return cfg
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+    def override(self, *pairs: str, **dotted: Any) -> "Config":
+        """A copy with ``"key=value"`` strings and/or ``**{"optim.lr": 1e-4}`` applied."""
+        cfg = self.copy()
+        apply_overrides(cfg, list(pairs))
+        for k, v in dotted.items():
+            set_value(cfg, k.replace("__", "."), v)
+        return cfg
+
+
+#: the triplet loss each model is trained with (paper text): baseline on its one global feature,
+#: SPAN on the CPDM distance (eq. 7), MUSP on every part feature (eq. 13)
+TRIPLET_ON = {"baseline": "global", "span": "cpdm", "musp": "per_part"}
+
+#: per-model defaults on top of the dataclass defaults (dotted key -> value)
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Luo et al.'s strong baseline (bag of tricks): 120 epochs, / 10 at 40 and 70, 10 warm-up epochs
+    "baseline": {"optim.unit": "epoch", "optim.max_iters": 120, "optim.milestones": [40, 70],
+                 "optim.warmup_iters": 10},
+    # SPAN Sec. 4.2: ResNet-50 two-stage part features, P=8, K=4, 30,000 iterations, lambdas 1.
+    # The optimiser and its schedule are not stated in the paper: ours (bag-of-tricks Adam).
+    "span": {"data.p": 8, "data.k": 4, "optim.unit": "iter", "optim.max_iters": 30000,
+             "optim.milestones": [12000, 24000], "optim.warmup_iters": 2000,
+             "model.kwargs": {"dim": 1024}},
+    # MUSP Sec. 5.2: 256x256, batch 64 = 16 ids x 4, Adam 3.5e-4 wd 5e-4, 90 epochs,
+    # / 10 at 30 and 60, warm-up 10 epochs from 3.5e-5, label smoothing
+    "musp": {"data.p": 16, "data.k": 4, "optim.unit": "epoch", "optim.max_iters": 90,
+             "optim.milestones": [30, 60], "optim.warmup_iters": 10, "optim.warmup_factor": 0.1},
+    # SPAN step 1 as in SPAN's public code: ResNet-34, 192x192, Adam 1e-4, batch 32, 10 epochs
+    "span-masks": {"model.backbone": "resnet34", "data.batch_size": 32, "optim.lr": 1e-4,
+                   "optim.weight_decay": 0.0, "optim.unit": "epoch", "optim.max_iters": 10,
+                   "optim.milestones": [], "optim.warmup_iters": 0, "train.checkpoint_every": 500},
+    # the foreground network of SPAN's public code (ResNet-34 trained on GrabCut masks); schedule ours
+    "foreground": {"model.backbone": "resnet34", "data.batch_size": 32, "optim.lr": 1e-4,
+                   "optim.weight_decay": 0.0, "optim.unit": "epoch", "optim.max_iters": 10,
+                   "optim.milestones": [], "optim.warmup_iters": 0, "train.checkpoint_every": 500},
+}
+
+
+def default_config(model: str = "baseline") -> Config:
+    """The defaults for ``model`` (one of :data:`MODELS`)."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; valid models: {', '.join(MODELS)}")
+    cfg = Config()
+    cfg.model.name = model
+    for key, value in MODEL_DEFAULTS.get(model, {}).items():
+        set_value(cfg, key, copy.deepcopy(value))
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# setting values
+# ------------------------------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "y", "on", "1"}
+_FALSE = {"false", "no", "n", "off", "0"}
+_NONE = {"none", "null", "~", ""}
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Union:  # Optional[X]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
+        return _coerce(value, args[0], key)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            s = str(value).strip().lower()
+            if s in _TRUE:
+                return True
+            if s in _FALSE:
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value  # iteration counts stay integers
+            if isinstance(value, str):
+                s = value.strip()
+                if s.lstrip("+-").isdigit():
+                    return int(s)
+            return float(value)
+        if tp is str:
+            return "" if value is None else str(value)
+        if tp is list or origin is list:
+            if isinstance(value, str):
+                value = _yaml(value) if value.strip() else []
+            if value is None:
+                return []
+            if isinstance(value, (int, float)):
+                value = [value]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return [v for v in value]
+        if tp is dict or origin is dict:
+            if isinstance(value, str):
+                value = _yaml(value) if value.strip() else {}
+            if value is None:
+                return {}
+            if not isinstance(value, Mapping):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(tp, '__name__', tp)}") from None
+    return value
+
+
+def _section_fields(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def valid_keys(cfg: Optional[Config] = None) -> list[str]:
+    """Every dotted key a config accepts (``model.kwargs.*`` is free-form)."""
+    cfg = cfg or Config()
+    keys = []
+    for sec, _ in _section_fields(cfg).items():
+        for name in _section_fields(getattr(cfg, sec)):
+            keys.append(f"{sec}.{name}")
+    return keys
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set dotted ``key`` (``optim.lr``, ``model.kwargs.num_attentions``) with type coercion."""
+    parts = key.strip().split(".")
+    sections = _section_fields(cfg)
+    if parts[0] not in sections:
+        raise ConfigError(f"unknown config key {key!r}: no section {parts[0]!r}; valid sections: "
+                          f"{', '.join(sections)}; valid keys: {', '.join(valid_keys(cfg))}")
+    section = getattr(cfg, parts[0])
+    if len(parts) == 1:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: a section needs a mapping of its keys, got {value!r}")
+        for k, v in value.items():
+            set_value(cfg, f"{key}.{k}", v)
+        return
+    fields = _section_fields(section)
+    name = parts[1]
+    if name not in fields:
+        raise ConfigError(f"unknown config key {key!r}; valid keys of {parts[0]!r}: "
+                          f"{', '.join(f'{parts[0]}.{n}' for n in fields)}")
+    tp = fields[name]
+    if len(parts) > 2:  # into a free-form dict: model.kwargs.num_attentions=4
+        if not (tp is dict or typing.get_origin(tp) is dict):
+            raise ConfigError(f"unknown config key {key!r}: {parts[0]}.{name} has no sub-keys")
+        d = getattr(section, name)
+        for p in parts[2:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = _yaml(value) if isinstance(value, str) else value
+        return
+    value = _coerce(value, tp, key)
+    if isinstance(value, dict):  # free-form dicts merge
+        merged = dict(getattr(section, name))
+        merged.update(value)
+        value = merged
+    setattr(section, name, value)
+
+
+def apply_mapping(cfg: Config, mapping: Mapping[str, Any]) -> Config:
+    """Apply a nested (``{"optim": {"lr": 1e-4}}``) and/or flat dotted (``{"optim.lr": 1e-4}``) mapping.
+    Free-form dicts (``model.kwargs``, ``data.transforms``) are merged, not replaced."""
+    for key, value in mapping.items():
+        set_value(cfg, str(key), value)
+    return cfg
+
+
+def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not of the form key=value (e.g. optim.lr=1e-4); "
+                              f"valid keys: {', '.join(valid_keys())}")
+        k, v = pair.split("=", 1)
+        out.append((k.strip(), v.strip()))
+    return out
+
+
+def apply_overrides(cfg: Config, pairs: Iterable[str]) -> Config:
+    for k, v in parse_overrides(pairs):
+        set_value(cfg, k, v)
+    return cfg
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, optim, ...)")
+    return dict(data)
+
+
+def load_config(path: Optional[str | os.PathLike] = None, model: Optional[str] = None,
+                overrides: Iterable[str] = (), **dotted: Any) -> Config:
+    """Defaults of the model < YAML ``path`` < ``overrides`` (``"key=value"``) < ``dotted`` keywords
+    (``**{"optim.lr": 1e-4}``). The model is ``model`` if given, else ``model.name`` from the
+    overrides or the file, else ``baseline``."""
+    overrides = list(overrides)
+    file_data = load_yaml(path) if path else {}
+    name = model
+    if name is None:
+        for k, v in parse_overrides(overrides):
+            if k == "model.name":
+                name = v
+        if name is None:
+            name = dotted.get("model.name")
+    if name is None:
+        m = file_data.get("model")
+        name = m.get("name") if isinstance(m, Mapping) else file_data.get("model.name")
+    cfg = default_config(name or "baseline")
+    try:
+        apply_mapping(cfg, file_data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    apply_overrides(cfg, overrides)
+    for k, v in dotted.items():
+        set_value(cfg, k, v)
+    if model is not None:
+        cfg.model.name = model
+    validate(cfg)
+    return cfg
+
+
+def as_config(cfg: Any = None, **dotted: Any) -> Config:
+    """Accept a :class:`Config`, a (nested or dotted) dict, a YAML path or None (defaults)."""
+    if cfg is None:
+        out = default_config(dotted.get("model.name", "baseline"))
+    elif isinstance(cfg, Config):
+        out = cfg.copy()
+    elif isinstance(cfg, (str, os.PathLike)):
+        out = load_config(cfg)
+    elif isinstance(cfg, Mapping):
+        name = None
+        if isinstance(cfg.get("model"), Mapping):
+            name = cfg["model"].get("name")
+        name = name or cfg.get("model.name") or dotted.get("model.name")
+        out = apply_mapping(default_config(name or "baseline"), cfg)
+    else:
+        raise ConfigError(f"expected a Config, a dict or a YAML path, got {type(cfg).__name__}")
+    for k, v in dotted.items():
+        set_value(out, k, v)
+    validate(out)
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    def one_of(key: str, value: Any, options: Iterable[str]) -> None:
+        options = list(options)
+        if value not in options:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, options))}")
+
+    one_of("model.name", cfg.model.name, MODELS)
+    one_of("data.dataset", cfg.data.dataset, DATASETS)
+    one_of("optim.name", cfg.optim.name.lower(), ("adam", "adamw", "sgd"))
+    one_of("optim.unit", cfg.optim.unit, ("iter", "epoch"))
+    one_of("optim.warmup_method", cfg.optim.warmup_method, ("linear", "constant"))
+    if cfg.loss.triplet_on:
+        one_of("loss.triplet_on", cfg.loss.triplet_on, ("concat", "per_part", "global", "cpdm"))
+    one_of("span.area_mode", cfg.span.area_mode, ("code", "paper"))
+    for key in ("data.p", "data.k", "data.height", "data.width", "data.batch_size", "train.log_every"):
+        sec, name = key.split(".")
+        if getattr(getattr(cfg, sec), name) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(cfg, sec), name)}")
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    if cfg.optim.max_iters < 0:
+        raise ConfigError(f"optim.max_iters must be >= 0, got {cfg.optim.max_iters}")
+    ms = list(cfg.optim.milestones)
+    if any(not isinstance(m, (int, float)) or isinstance(m, bool) for m in ms) or ms != sorted(ms):
+        raise ConfigError(f"optim.milestones must be increasing numbers, got {ms}")
+    return cfg
+
+
+def triplet_on(cfg: Config) -> str:
+    return cfg.loss.triplet_on or TRIPLET_ON.get(cfg.model.name, "concat")
+
+
+def to_yaml(cfg: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

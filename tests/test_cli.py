@@ -1,0 +1,166 @@
+"""Config (defaults, YAML, dotted overrides with type coercion, unknown keys) and the CLI
+(``--help`` without torch; a tiny ``train`` + ``resume`` + ``evaluate`` through subprocesses)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reidlib.config import (Config, as_config, default_config, load_config, to_yaml, triplet_on, valid_keys)
+from reidlib.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reidlib", *args], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------------
+# config
+# ------------------------------------------------------------------------------------------------
+
+def test_model_defaults_follow_the_papers():
+    musp = default_config("musp")
+    assert (musp.data.p, musp.data.k, musp.optim.lr, musp.optim.weight_decay) == (16, 4, 3.5e-4, 5e-4)
+    assert (musp.optim.unit, musp.optim.max_iters, musp.optim.milestones, musp.optim.warmup_iters) == \
+        ("epoch", 90, [30, 60], 10)
+    span = default_config("span")
+    assert (span.data.p, span.data.k, span.optim.max_iters) == (8, 4, 30000) and triplet_on(span) == "cpdm"
+    s1 = default_config("span-masks")
+    assert (s1.model.backbone, s1.span.size, s1.optim.lr, s1.data.batch_size, s1.optim.max_iters) == \
+        ("resnet34", 192, 1e-4, 32, 10)
+    assert (s1.span.lambda_recon, s1.span.lambda_area, s1.span.lambda_div) == (1.0, 0.5, 1.0)
+    assert triplet_on(default_config("musp")) == "per_part" and triplet_on(default_config("baseline")) == "global"
+    with pytest.raises(ConfigError, match="unknown model"):
+        default_config("resnet")
+
+
+def test_overrides_are_type_coerced():
+    cfg = load_config(model="musp", overrides=["optim.lr=1e-4", "data.p=8", "train.channels_last=false",
+                                               "optim.milestones=[10, 20]", "model.weights=none",
+                                               "model.kwargs.num_attentions=4", "optim.grad_clip=5"])
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.p == 8 and isinstance(cfg.data.p, int)
+    assert cfg.train.channels_last is False and cfg.optim.milestones == [10, 20]
+    assert cfg.model.weights is None and cfg.model.kwargs == {"num_attentions": 4} and cfg.optim.grad_clip == 5
+    with pytest.raises(ConfigError, match="data.p"):
+        load_config(overrides=["data.p=eight"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["optim.lr"])
+    # Config.override / as_config with dotted dicts
+    c2 = default_config("baseline").override("optim.lr=0.01", **{"data.k": 2})
+    assert (c2.optim.lr, c2.data.k) == (0.01, 2)
+    c3 = as_config({"model": {"name": "span", "kwargs": {"aggregation": "fc"}}, "optim.lr": 2e-4})
+    assert c3.model.kwargs == {"dim": 1024, "aggregation": "fc"} and c3.optim.lr == 2e-4
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["optim.lrr=1"])
+    msg = str(err.value)
+    assert "optim.lrr" in msg and "optim.lr" in msg and "optim.warmup_iters" in msg
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["optimizer.lr=1"])
+    assert "optimizer" in str(err.value) and "optim" in str(err.value)
+    with pytest.raises(ConfigError, match="sub-keys"):
+        load_config(overrides=["optim.lr.x=1"])
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(overrides=["data.dataset=market"])
+    assert "span.lambda_area" in valid_keys()
+
+
+def test_yaml_file_and_precedence(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  name: musp\n  kwargs: {num_attentions: 3}\noptim:\n  lr: 0.001\ndata.p: 4\n")
+    cfg = load_config(f, overrides=["optim.lr=0.002"])
+    assert cfg.model.name == "musp" and cfg.model.kwargs == {"num_attentions": 3}
+    assert cfg.optim.lr == 0.002 and cfg.data.p == 4 and cfg.optim.milestones == [30, 60]
+    assert load_config(f, model="baseline").model.name == "baseline"
+    # round trip through YAML
+    g = tmp_path / "g.yaml"
+    g.write_text(to_yaml(cfg))
+    assert load_config(g) == cfg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 1\n")
+    with pytest.raises(ConfigError, match="bad.yaml.*optim.learning_rate"):
+        load_config(bad)
+    assert isinstance(Config.from_dict(cfg.to_dict()), Config)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom reidlib.__main__ import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['evaluate', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "print('TORCH', 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "TORCH False" in out.stdout
+    assert "--resume" in out.stdout and "--checkpoint" in out.stdout and "--distance" in out.stdout
+
+
+def test_cli_config_and_errors():
+    out = _run("config", "--model", "musp", "optim.lr=1e-4")
+    assert out.returncode == 0 and "lr: 0.0001" in out.stdout
+    bad = _run("config", "optim.nope=1")
+    assert bad.returncode == 2 and "optim.nope" in bad.stderr and "optim.lr" in bad.stderr
+
+
+def _tiny_data(tmp_path: Path) -> Path:
+    """SynthVeRi tiny when its generator exists, else the engine tests' VeRi-layout fixture."""
+    root = tmp_path / "data"
+    try:
+        from reidlib.data.synth import generate
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from test_engine import make_tiny_veri
+
+        return make_tiny_veri(root)
+    return Path(generate(root, preset="tiny", image_size=32, seed=0, workers=1, progress=False))
+
+
+def test_cli_train_resume_evaluate(tmp_path, capsys):
+    """``train`` and ``evaluate`` through subprocesses; ``--resume`` and the error path in-process."""
+    pytest.importorskip("reidlib.losses.reid")
+    from reidlib.__main__ import main
+
+    data = _tiny_data(tmp_path)
+    out_dir = tmp_path / "run"
+    common = ["--model", "baseline", "--data", str(data), "--out", str(out_dir), "--no-progress",
+              "model.backbone=resnet18", "data.height=32", "data.width=32", "data.p=2", "data.k=2",
+              "data.num_workers=0", "optim.unit=iter", "optim.milestones=[]", "optim.warmup_iters=1",
+              "train.checkpoint_every=2", "train.log_every=1", "eval.num_workers=0"]
+    r = _run("train", *common, "optim.max_iters=2")
+    assert r.returncode == 0, r.stderr
+    assert "2 iterations" in r.stdout
+    assert (out_dir / "last.pt").is_file() and (out_dir / "model.pt").is_file()
+    assert main(["train", *common, "optim.max_iters=3", "--resume"]) == 0  # continues from iteration 2
+    assert "3 iterations" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    assert [row["iter"] for row in rows] == [1, 2, 3]
+    metrics = tmp_path / "m.json"
+    e = _run("evaluate", "--checkpoint", str(out_dir / "model.pt"), "--data", str(data), "--json", str(metrics))
+    assert e.returncode == 0, e.stderr
+    for key in ("R1", "R5", "mAP", "mINP"):
+        assert key in e.stdout
+    m = json.loads(metrics.read_text())
+    assert 0 <= m["mAP"] <= 100 and m["distance"] == "euclidean" and m["num_query"] > 0
+    assert main(["evaluate", "--checkpoint", str(out_dir), "--data", str(data), "--distance", "nope"]) == 2
+    assert "unknown distance" in capsys.readouterr().err
