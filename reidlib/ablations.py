@@ -89,6 +89,7 @@ class Study:
     def reid_config(self, model: str, seed: int, **overrides) -> dict:
         c = self._base(model, seed, self.prof["reid_iters"])
         c.update({"model.backbone": self.prof["reid_backbone"], "model.last_stride": 1,
+                  "optim.lr": self.prof["lr"],
                   "data.p": self.prof["batch_p"], "data.k": self.prof["batch_k"],
                   "eval.batch_size": self.prof["eval_batch"]})
         if model == "span":
