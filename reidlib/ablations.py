@@ -394,7 +394,7 @@ def summary_table(profile: str, results_root: Optional[Path] = None) -> tuple[pd
     for exp, (title, paper) in PAPER_TABLES.items():
         csv = root / profile / exp / "table.csv"
         if not csv.exists():
-            verdicts.append({"experiment": exp, "claim": "(not run for this profile)", "holds": None})
+            verdicts.append({"experiment": title, "claim": "(not run for this profile)", "holds": "not measured"})
             continue
         ours = pd.read_csv(csv, index_col=0)
         ours.index = [int(i) if str(i).isdigit() else str(i) for i in ours.index]
@@ -407,9 +407,9 @@ def summary_table(profile: str, results_root: Optional[Path] = None) -> tuple[pd
             if claim.experiment != exp:
                 continue
             try:
-                holds = bool(claim.check(table))
+                holds = "yes" if claim.check(table) else "no"
             except KeyError:
-                holds = None
+                holds = "not measured"
             verdicts.append({"experiment": title, "claim": claim.text, "holds": holds})
     return pd.DataFrame(side), pd.DataFrame(verdicts)
 
