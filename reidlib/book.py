@@ -34,6 +34,20 @@ def provenance_note(rec: dict) -> str:
             f"`results/{rec.get('profile')}/{rec.get('name')}.json`.\n:::")
 
 
+def _copy_figure_metadata(template_path: Path, nb) -> None:
+    """Alt text and captions (``mystnb`` cell metadata) live in the notebook templates; copy them onto
+    the executed notebook's cells with the same source, so older results get today's figure text."""
+    import nbformat
+
+    if not template_path.exists():
+        return
+    template = nbformat.read(template_path, as_version=4)
+    meta = {c.source: c.metadata["mystnb"] for c in template.cells if "mystnb" in c.metadata}
+    for cell in nb.cells:
+        if cell.source in meta:
+            cell.metadata["mystnb"] = meta[cell.source]
+
+
 def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list[Path]:
     import nbformat
 
@@ -49,6 +63,7 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
             src = best_result(name)
         rec = json.loads(src.with_suffix(".json").read_text())
         nb = nbformat.read(src, as_version=4)
+        _copy_figure_metadata(REPO_ROOT / "notebooks" / f"{name}.ipynb", nb)
         note = nbformat.v4.new_markdown_cell(provenance_note(rec))
         note.metadata["tags"] = ["provenance"]
         insert_at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
