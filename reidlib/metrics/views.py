@@ -8,6 +8,8 @@ pair is one call of :func:`reidlib.metrics.rank.evaluate_rank` on a sub-matrix.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -41,8 +43,10 @@ def evaluate_by_view_relation(distmat, q_pids, g_pids, q_camids, g_camids, q_ori
             if len(gi) == 0:
                 skipped += len(qi)
                 continue
-            res = evaluate_rank(dist[np.ix_(qi, gi)], q_pids[qi], g_pids[gi], q_cams[qi], g_cams[gi],
-                                max_rank=5, ap=ap)
+            with warnings.catch_warnings():  # a group without any true match is normal here
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = evaluate_rank(dist[np.ix_(qi, gi)], q_pids[qi], g_pids[gi], q_cams[qi], g_cams[gi],
+                                    max_rank=5, ap=ap)
             aps.append(res.query_ap)
             inps.append(res.query_inp)
             firsts.append(res.query_first_rank)

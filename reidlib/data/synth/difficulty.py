@@ -19,7 +19,6 @@ are excluded, not merely ranked last); queries with no true match left are skipp
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,7 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from reidlib.data.views import VIEW_RELATIONS, view_relation
+from reidlib.metrics.rank import pairwise_distance
 
 METHODS = ("colour_histogram", "random_cnn")
 ALL_METHODS = ("colour_histogram", "colour_histogram_fg", "random_cnn")
@@ -97,43 +96,15 @@ def random_cnn_features(images_bgr: Sequence[np.ndarray], seed: int = 0, batch_s
     return np.concatenate(out).astype(np.float32)
 
 
-def _distances(qf: np.ndarray, gf: np.ndarray) -> np.ndarray:
-    """(Nq, Ng) Euclidean distances."""
-    d2 = (qf * qf).sum(1)[:, None] + (gf * gf).sum(1)[None, :] - 2.0 * qf @ gf.T
-    return np.sqrt(np.maximum(d2, 0.0))
-
-
 def relation_scores(distmat: np.ndarray, q: pd.DataFrame, g: pd.DataFrame) -> list[dict]:
-    """Overall and per-relation mAP / R1 / R5 (percent) from a (Nq, Ng) distance matrix."""
-    from reidlib.metrics import evaluate_rank
+    """Overall and per-relation mAP / R1 / R5 (percent) from a (Nq, Ng) distance matrix, through
+    :func:`reidlib.metrics.views.evaluate_by_view_relation`."""
+    from reidlib.metrics.views import evaluate_by_view_relation
 
-    qp, qc, qo = (q[c].to_numpy() for c in ("vid", "camid", "orientation"))
-    gp, gc, go = (g[c].to_numpy() for c in ("vid", "camid", "orientation"))
-    rows = []
-    res = evaluate_rank(distmat, qp, gp, qc, gc)
-    rows.append({"relation": "overall", "mAP": 100 * res.mAP, "R1": 100 * res.rank(1), "R5": 100 * res.rank(5),
-                 "queries": res.num_valid_queries})
-    rel_of = np.array([[view_relation(a, b) for b in range(8)] for a in range(8)])       # (8, 8)
-    for rel in VIEW_RELATIONS:
-        aps, firsts = [], []
-        for o in range(8):
-            qi = np.flatnonzero(qo == o)
-            gi = np.flatnonzero(rel_of[o][go] == rel)
-            if len(qi) == 0 or len(gi) == 0:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                r = evaluate_rank(distmat[np.ix_(qi, gi)], qp[qi], gp[gi], qc[qi], gc[gi])
-            valid = r.query_num_matches > 0
-            aps.append(r.query_ap[valid])
-            firsts.append(r.query_first_rank[valid])
-        ap = np.concatenate(aps) if aps else np.zeros(0)
-        first = np.concatenate(firsts) if firsts else np.zeros(0)
-        n = len(ap)
-        rows.append({"relation": rel, "mAP": 100 * float(ap.mean()) if n else float("nan"),
-                     "R1": 100 * float((first < 1).mean()) if n else float("nan"),
-                     "R5": 100 * float((first < 5).mean()) if n else float("nan"), "queries": n})
-    return rows
+    df = evaluate_by_view_relation(distmat, q["vid"], g["vid"], q["camid"], g["camid"],
+                                   q["orientation"], g["orientation"])
+    return [{"relation": "overall" if rel == "all" else rel, "mAP": row["mAP"], "R1": row["R1"], "R5": row["R5"],
+             "queries": int(row["valid_queries"])} for rel, row in df.iterrows()]
 
 
 def difficulty_table(root: str | os.PathLike, methods: Sequence[str] = METHODS, seed: int = 0) -> pd.DataFrame:
@@ -162,6 +133,6 @@ def difficulty_table(root: str | os.PathLike, methods: Sequence[str] = METHODS, 
             gf = random_cnn_features(g_images, seed=seed)
             qf = gf[[pos[n] for n in q["name"]]] if all(n in pos for n in q["name"]) else \
                 random_cnn_features(q_images, seed=seed)
-        for row in relation_scores(_distances(qf, gf), q, g):
+        for row in relation_scores(pairwise_distance(qf, gf, "euclidean"), q, g):
             rows.append({"method": m, **row})
     return pd.DataFrame(rows, columns=["method", "relation", "mAP", "R1", "R5", "queries"])
