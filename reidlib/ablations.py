@@ -108,7 +108,15 @@ class Study:
 
     # ---------------------------------------------------------------- cached training
     def _run_dir(self, kind: str, cfg: Mapping[str, Any], extra: Any = None) -> Path:
-        return self.cache / f"{kind}-{_hash([cfg, extra])}"
+        """Runs are keyed by the *resolved* configuration (defaults filled in), so two spellings of
+        the same run share one folder; settings that cannot change the weights are left out."""
+        from reidlib.config import as_config
+
+        resolved = as_config(dict(cfg)).to_dict()
+        for section, key in (("train", "progress"), ("train", "out_dir"), ("data", "num_workers"),
+                             ("eval", "num_workers"), ("eval", "batch_size"), ("train", "log_every")):
+            resolved.get(section, {}).pop(key, None)
+        return self.cache / f"{kind}-{_hash([resolved, extra])}"
 
     def _cached(self, kind: str, cfg: dict, train: Callable, extra: Any = None):
         from reidlib.engine import tasks
@@ -315,7 +323,7 @@ def span_aggregation_table(study: Study) -> pd.DataFrame:
 
 
 def span_hyperparam_table(study: Study, areas: Sequence[float] = (0.5, 0.7, 0.9),
-                          margins: Sequence[float] = (0.0, 0.04, 0.1)) -> pd.DataFrame:
+                          margins: Sequence[float] = (0.0, 0.04)) -> pd.DataFrame:
     """The paper's supplementary choice of the max area ratio ``a`` (paper mode: both visible views of
     a two-view image capped at ``a``) and the adjacent-view margin ``m``: mask IoU for each value,
     the other held at the paper's choice (a = 0.7, m = 0.04)."""

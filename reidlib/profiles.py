@@ -48,7 +48,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "span_backbone": "resnet18",
         "seeds": [0],
         "reid_iters": 400,
-        "span_iters": 300,
+        "span_iters": 800,
         "batch_p": 8,
         "batch_k": 4,
         "span_batch": 16,
