@@ -249,14 +249,19 @@ def span_masks_table(study: Study, variants: Sequence[str] = tuple(SPAN_LOSS_VAR
 def foreground_net(study: Study, seed: Optional[int] = None):
     """The foreground network of SPAN's public code (ResNet encoder + light decoder) trained on the
     GrabCut masks of the training images; cached like every other run."""
+    from reidlib.data.masks import view_balanced_subset
     from reidlib.engine import tasks
 
     seed = study.seed if seed is None else seed
+    # the same view-balanced training subset as SPAN step 1 (its GrabCut masks are cached already)
+    labelled = [r for r in study.dataset.train if r.view is not None]
+    subset = view_balanced_subset(labelled, study.prof["span_per_view"], seed=seed)
     cfg = study._base("foreground", seed, study.prof["span_iters"])
     cfg.update({"model.backbone": study.prof["span_backbone"], "foreground.size": study.prof["input_size"][0],
                 "data.batch_size": study.prof["span_batch"], "foreground.source": "grabcut",
                 "optim.lr": 1e-3, "optim.milestones": []})
-    return study._cached("foreground", cfg, lambda c, resume: tasks.train_foreground(c, resume=resume))
+    return study._cached("foreground", cfg, lambda c, resume: tasks.train_foreground(c, records=subset, resume=resume),
+                         extra=("view_balanced", study.prof["span_per_view"]))
 
 
 def foreground_quality(study: Study, max_images: int = 200, train_net: bool = True) -> pd.DataFrame:

@@ -17,6 +17,7 @@ masks are deterministic. These masks are the training targets of
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -164,7 +165,11 @@ def compute_masks(records: Iterable, cache_dir: str | os.PathLike, workers: Opti
                 cache.compute(p)
         else:
             jobs = [(os.fspath(cache.cache_dir), cache.params, p) for p in todo]
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # forkserver, not fork: forking a process whose OpenCV / torch thread pools are running
+            # can deadlock the children (seen here: a pool that never started its jobs)
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                              else "spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 for _ in tqdm(pool.map(_worker, jobs, chunksize=8), total=len(jobs), desc="GrabCut",
                               disable=not progress):
                     pass
