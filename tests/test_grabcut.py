@@ -177,3 +177,17 @@ def test_attention_figures():
     assert isinstance(fig, Figure) and len(fig.axes) == 2 * 5
     fig2 = attention_maps([u8, u8, u8], np.random.rand(3, 2, 4, 5), ncols=2, normalize=True)
     assert len(fig2.axes) == 2 * (2 * 3)
+
+
+def test_compute_masks_process_pool_matches_in_process(tmp_path):
+    # the pool must start even after torch/OpenCV thread pools ran in this process (fork deadlocked)
+    torch.randn(64, 64) @ torch.randn(64, 64)
+    paths = []
+    for i in range(6):
+        img, _ = synthetic_vehicle(seed=i)
+        paths.append(tmp_path / "imgs" / f"{i}.png")
+        _write_png(paths[-1], img)
+    pooled = compute_masks([str(p) for p in paths], tmp_path / "pool", workers=2, progress=False)
+    serial = compute_masks([str(p) for p in paths], tmp_path / "serial", workers=1, progress=False)
+    for a, b in zip(pooled, serial):
+        assert np.array_equal(cv2.imread(str(a), cv2.IMREAD_GRAYSCALE), cv2.imread(str(b), cv2.IMREAD_GRAYSCALE))
