@@ -65,7 +65,7 @@ def ranked_list(query_path, gallery_paths: Sequence, distances_row, q_pid, g_pid
     is the query's row of the distance matrix (numpy or torch). Draws into ``ax`` when given,
     else into a new figure; returns the ``matplotlib.figure.Figure``.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from reidlib.metrics.rank import _to_numpy
 
@@ -101,7 +101,8 @@ def ranked_list(query_path, gallery_paths: Sequence, distances_row, q_pid, g_pid
 
     if ax is None:
         width = max(4.0, 1.3 * (len(tiles) + 0.5))
-        fig, ax = plt.subplots(figsize=(width, 2.2))
+        fig = Figure(figsize=(width, 2.2))  # no pyplot: shown once, where the caller returns it
+        ax = fig.subplots()
     else:
         fig = ax.figure
     ax.imshow(strip)

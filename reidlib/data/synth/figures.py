@@ -34,7 +34,7 @@ def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay
     masks overlaid (``overlay_masks``) and a legend of the part colours. ``groups`` picks the rows
     (camera ids or view names / indices); by default the first ``max_groups`` cameras or all 5 views.
     Returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     if by not in ("camera", "view"):
@@ -50,7 +50,9 @@ def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay
         keys = [VIEW5.index(k) if isinstance(k, str) else int(k) for k in groups]
     rng = np.random.default_rng(seed)
     folder = _FOLDERS[split]
-    fig, axes = plt.subplots(len(keys), n, figsize=(1.5 * n, 1.55 * len(keys) + 0.5), squeeze=False)
+    # object-oriented API (no pyplot): the figure is shown once, where the caller returns it
+    fig = Figure(figsize=(1.5 * n, 1.55 * len(keys) + 0.5))
+    axes = fig.subplots(len(keys), n, squeeze=False)
     for r, key in enumerate(keys):
         rows = meta[meta[col] == key]
         pick = rows.iloc[np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))] if len(rows) else rows
