@@ -532,3 +532,27 @@ def multidigit_experiment(study: Study, n_train: Optional[int] = None, n_test: i
     table = pd.DataFrame({"IoU (%)": {f"digit {d}": iou[k] * 100 for d, k in zip((0, 1, 2), ("front", "rear", "side"))}})
     table.loc["mean"] = iou["mean"] * 100
     return table, imgs, masks, trainer.history
+
+
+def hardest_queries_figure(study: Study, n: int = 4, topk: int = 8):
+    """The ``n`` queries with the lowest AP under SPAN + CPDM, each followed by its ``topk`` nearest
+    gallery images (``reidlib.viz.ranked_list``: green = same vehicle, red = another vehicle,
+    grey = junk, i.e. same vehicle and camera)."""
+    from matplotlib.figure import Figure
+
+    from reidlib.cpdm import build_distance
+    from reidlib.viz.ranked import ranked_list, worst_queries
+
+    span, _ = study.span_model(study.seed, **_span_switches("full"))
+    model, _ = study.reid_model("span", study.seed, span=span, span_key=("span", "full"))
+    res = study.evaluate(model)
+    q, g = res["query"], res["gallery"]
+    worst = worst_queries(res["rank_result"], n=n)
+    dist = build_distance(res["distance"])
+    fig = Figure(figsize=(1.3 * (topk + 1.5), 2.2 * len(worst)))
+    axes = fig.subplots(len(worst), 1, squeeze=False)[:, 0]
+    for ax, (qi, ap) in zip(axes, worst):
+        row = dist((q["feats"][qi:qi + 1], q["area_ratios"][qi:qi + 1]), (g["feats"], g["area_ratios"]))[0]
+        ranked_list(q["paths"][qi], g["paths"], row, int(q["pids"][qi]), g["pids"], int(q["camids"][qi]), g["camids"],
+                    topk=topk, ax=ax, tile_size=(64, 64), title=f"query {qi}: AP {ap * 100:.1f}%")
+    return fig
