@@ -1,4 +1,4 @@
-"""Device resolution and deterministic seeding. No code in reidlib calls ``.cuda()``:
+"""Device resolution and deterministic seeding. Nothing in reidlib hard-codes a CUDA device:
 everything goes through ``resolve_device`` and ``tensor.to(device)``."""
 from __future__ import annotations
 
