@@ -215,6 +215,7 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
     merged = {**declared, **params}
     device = merged.get("device") or "auto"
 
+    prov = provenance(profile, merged, device)  # the code as it is when the run starts
     start = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     out_nb = out_dir / f"{name}.ipynb"
@@ -237,7 +238,7 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
     rec = {
         "name": name,
         "metrics": metrics,
-        **provenance(profile, merged, device),
+        **prov,
         "start": start.isoformat(timespec="seconds"),
         "end": end.isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t0, 1),
