@@ -235,6 +235,8 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
 
     metrics_path = work_dir / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if metrics_path.exists():  # its content lives on in NAME.json, next to the provenance
+        metrics_path.unlink()
     rec = {
         "name": name,
         "metrics": metrics,
