@@ -43,7 +43,65 @@ import numpy as np
 from reidlib.errors import ConfigError
 
 
-class PKSampler:
+class ResumableBatchSampler:
+    """Epoch-deterministic batch sampler whose position can be saved and restored.
+
+    Subclasses define ``__len__`` (batches per epoch) and ``batches(epoch)`` (that epoch's plan, a
+    pure function of the seed and ``epoch``); this base yields the plan from ``self._offset`` on
+    and holds ``{"epoch", "offset"}`` state, so a restored sampler continues with exactly the
+    batches not yet used. Shared by :class:`PKSampler` and the engine's ``RandomBatchSampler``.
+    """
+
+    epoch: int = 0
+    _offset: int = 0
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batches(self, epoch: Optional[int] = None) -> list[list[int]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ iteration / state
+    def __iter__(self) -> Iterator[list[int]]:
+        if self._offset >= len(self):            # previous epoch fully yielded: move on
+            self.epoch += 1
+            self._offset = 0
+        plan = self.batches(self.epoch)
+        while self._offset < len(plan):
+            b = plan[self._offset]
+            self._offset += 1
+            yield list(b)
+        self.epoch += 1
+        self._offset = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Jump to ``epoch``; the offset is reset only if ``epoch`` differs from the current one."""
+        epoch = int(epoch)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._offset = 0
+
+    def state_dict(self, consumed: Optional[int] = None, epoch: Optional[int] = None) -> dict:
+        """``{"epoch": e, "offset": o}``: ``o`` batches of epoch ``e`` were used.
+
+        By default the sampler's own position. For loaders that prefetch, pass ``consumed`` (the
+        batches the training loop actually consumed in the epoch) and, if the sampler may
+        already have run past the end of that epoch, ``epoch`` too."""
+        off = self._offset if consumed is None else int(consumed)
+        ep = self.epoch if epoch is None else int(epoch)
+        if not 0 <= off <= len(self):
+            raise ValueError(f"consumed must be in 0..{len(self)}, got {off}")
+        return {"epoch": ep, "offset": off}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; the next iteration yields this epoch's batches from ``offset`` on."""
+        epoch, off = int(state["epoch"]), int(state["offset"])
+        if not 0 <= off <= len(self):
+            raise ValueError(f"offset {off} outside 0..{len(self)} for this sampler")
+        self.epoch, self._offset = epoch, off
+
+
+class PKSampler(ResumableBatchSampler):
     """Batch sampler yielding lists of ``p * k`` dataset indices; use as ``DataLoader(batch_sampler=...)``."""
 
     def __init__(self, pids: Sequence[int], p: int = 8, k: int = 4, seed: int = 0, num_replicas: int = 1,
@@ -129,41 +187,3 @@ class PKSampler:
         self._cache = (epoch, mine)
         return mine
 
-    # ------------------------------------------------------------------ iteration / state
-    def __iter__(self) -> Iterator[list[int]]:
-        if self._offset >= len(self):            # previous epoch fully yielded: move on
-            self.epoch += 1
-            self._offset = 0
-        plan = self.batches(self.epoch)
-        while self._offset < len(plan):
-            b = plan[self._offset]
-            self._offset += 1
-            yield list(b)
-        self.epoch += 1
-        self._offset = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Jump to ``epoch``; the offset is reset only if ``epoch`` differs from the current one."""
-        epoch = int(epoch)
-        if epoch != self.epoch:
-            self.epoch = epoch
-            self._offset = 0
-
-    def state_dict(self, consumed: Optional[int] = None, epoch: Optional[int] = None) -> dict:
-        """``{"epoch": e, "offset": o}``: ``o`` batches of epoch ``e`` were used.
-
-        By default the sampler's own position. For loaders that prefetch, pass ``consumed`` (the
-        batches the training loop actually consumed in the epoch) and, if the sampler may
-        already have run past the end of that epoch, ``epoch`` too."""
-        off = self._offset if consumed is None else int(consumed)
-        ep = self.epoch if epoch is None else int(epoch)
-        if not 0 <= off <= len(self):
-            raise ValueError(f"consumed must be in 0..{len(self)}, got {off}")
-        return {"epoch": ep, "offset": off}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore a :meth:`state_dict`; the next iteration yields this epoch's batches from ``offset`` on."""
-        epoch, off = int(state["epoch"]), int(state["offset"])
-        if not 0 <= off <= len(self):
-            raise ValueError(f"offset {off} outside 0..{len(self)} for this sampler")
-        self.epoch, self._offset = epoch, off

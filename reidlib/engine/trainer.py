@@ -37,6 +37,7 @@ import torch
 
 from reidlib.engine.checkpoint import (CheckpointManager, capture_rng_state, jsonable_config,
                                        load_checkpoint, restore_rng_state)
+from reidlib.data.sampler import ResumableBatchSampler
 from reidlib.engine.logging import JSONLLogger
 from reidlib.utils.device import resolve_device
 
@@ -230,7 +231,7 @@ def build_loader(dataset, batch_sampler=None, *, batch_size: int = 1, shuffle: b
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kw)
 
 
-class RandomBatchSampler:
+class RandomBatchSampler(ResumableBatchSampler):
     """Shuffled fixed-size batches for the non-re-ID tasks (SPAN step 1, the foreground network),
     with the same resumable interface as :class:`reidlib.data.PKSampler`: the order of epoch ``e``
     comes from ``numpy.random.default_rng([seed, e])``; ``state_dict()`` / ``load_state_dict()``
@@ -248,32 +249,10 @@ class RandomBatchSampler:
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def batches(self, epoch: Optional[int] = None) -> list[list[int]]:
+        epoch = self.epoch if epoch is None else epoch
         perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n).tolist()
         return [perm[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
-
-    def __iter__(self):
-        if self._offset >= len(self):
-            self.epoch += 1
-            self._offset = 0
-        plan = self.batches(self.epoch)
-        while self._offset < len(plan):
-            b = plan[self._offset]
-            self._offset += 1
-            yield b
-        self.epoch += 1
-        self._offset = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        if int(epoch) != self.epoch:
-            self.epoch, self._offset = int(epoch), 0
-
-    def state_dict(self, consumed: Optional[int] = None, epoch: Optional[int] = None) -> dict:
-        return {"epoch": self.epoch if epoch is None else int(epoch),
-                "offset": self._offset if consumed is None else int(consumed)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self._offset = int(state["epoch"]), int(state["offset"])
 
 
 def _loader_sampler(loader) -> Any:
