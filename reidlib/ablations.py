@@ -4,7 +4,8 @@ A :class:`Study` binds a profile (``reidlib.profiles``), a dataset folder, a dev
 folder. Every model it needs is trained through ``reidlib.engine.tasks`` into
 ``runs/<profile>/<model>-<config hash>/`` and reused by later notebooks with the same
 configuration (the hash covers the whole run configuration, the seed and the SPAN it depends on);
-an interrupted training resumes from its ``last.pt``. So ``make reproduce`` trains the baseline
+an interrupted training resumes from its ``last.pt`` (deleted once the run has finished and written
+its ``model.pt``, unless ``keep_state=True``). So ``make reproduce`` trains the baseline
 once although Tables 1 and 2 and the viewpoint page all use it.
 
 Tables: one row per variant with R1 / R5 / mAP / mINP in percent, the mean over seeds, the standard
@@ -52,6 +53,10 @@ class Study:
     seed: int = 0
     cache_dir: Optional[str] = None
     overrides: dict = field(default_factory=dict)
+    #: keep each finished run's resumable training state (``last.pt``, ``iter_*.pt``: weights plus
+    #: optimiser moments, ~3x the model) next to its ``model.pt``. Off by default: a finished run is
+    #: only ever reloaded from ``model.pt``, and the state of a SPAN re-ID model is ~0.5 GB.
+    keep_state: bool = False
 
     def __post_init__(self):
         self.prof = get_profile(self.profile, **self.overrides)
@@ -128,6 +133,9 @@ class Study:
             return model.eval(), {"out_dir": str(out), "cached": True}
         cfg = {**cfg, "train.out_dir": str(out)}
         res = train(cfg, resume=(out / "last.pt").exists())
+        if not self.keep_state and model_file.exists():
+            for p in [out / "last.pt", *out.glob("iter_*.pt")]:
+                p.unlink(missing_ok=True)
         return res.model.eval(), {"out_dir": str(out), "cached": False, "seconds": round(res.seconds, 1),
                                   "final_log": res.history[-1] if res.history else None}
 

@@ -168,6 +168,39 @@ def test_checkpoint_atomic_no_partial_file(tmp_path, monkeypatch):
         load_checkpoint(tmp_path / "other.pt")
 
 
+def test_checkpoint_iter_files_are_links_that_keep_their_content(tmp_path):
+    """iter_*.pt shares last.pt's bytes on disk (one copy), and keeps its own iteration after
+    last.pt has been replaced by a newer save."""
+    mgr = CheckpointManager(tmp_path, keep_last=2)
+    mgr.save({"iteration": 1, "model": {"w": torch.full((2,), 1.0)}}, 1)
+    assert os.stat(tmp_path / "iter_0000001.pt").st_ino == os.stat(tmp_path / "last.pt").st_ino
+    mgr.save({"iteration": 2, "model": {"w": torch.full((2,), 2.0)}}, 2)
+    assert load_checkpoint(tmp_path / "iter_0000001.pt")["iteration"] == 1
+    assert load_checkpoint(tmp_path / "iter_0000002.pt")["model"]["w"].tolist() == [2.0, 2.0]
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 2
+    assert not list(tmp_path.glob(".*"))  # no temporary link left behind
+
+
+def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
+    """A finished cached run keeps model.pt + config + log (reloaded, not retrained); its
+    optimiser-carrying last.pt / iter_*.pt are removed unless keep_state=True."""
+    from reidlib.ablations import Study
+
+    study = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs"),
+                  overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
+    model, info = study.reid_model("baseline", 0)
+    out = Path(info["out_dir"])
+    assert not info["cached"] and (out / "model.pt").is_file() and (out / "log.jsonl").is_file()
+    assert not (out / "last.pt").exists() and not list(out.glob("iter_*.pt"))
+    again, info2 = study.reid_model("baseline", 0)
+    assert info2["cached"] and info2["out_dir"] == str(out)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    keep = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs-keep"), keep_state=True,
+                 overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
+    _, info3 = keep.reid_model("baseline", 0)
+    assert (Path(info3["out_dir"]) / "last.pt").is_file()
+
+
 def test_jsonl_logger_append_and_resume_trim(tmp_path):
     path = tmp_path / "log.jsonl"
     with JSONLLogger(path) as log:

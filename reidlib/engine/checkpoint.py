@@ -111,7 +111,10 @@ def latest_checkpoint(directory: str | os.PathLike) -> Optional[Path]:
 
 class CheckpointManager:
     """Writes ``last.pt`` (always) and ``iter_XXXXXXX.pt`` (the ``keep_last`` most recent; 0 = none)
-    into ``directory``. The state is serialised once and written to each file atomically."""
+    into ``directory``. The state is serialised once and written to ``last.pt`` atomically; the
+    ``iter_*.pt`` file is a hard link to that same file (no second copy on disk; ``last.pt`` is
+    later *replaced* by rename, never rewritten in place, so the link keeps its content), or an
+    atomic copy where the file system has no hard links."""
 
     def __init__(self, directory: str | os.PathLike, keep_last: int = 1):
         self.directory = Path(directory)
@@ -127,10 +130,19 @@ class CheckpointManager:
     def save(self, state: dict, iteration: int) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         data = to_bytes({"format": FORMAT, "version": VERSION, **state})
+        last = atomic_write_bytes(self.last, data)
         if self.keep_last > 0:
-            atomic_write_bytes(self.iter_path(iteration), data)
+            target = self.iter_path(iteration)
+            tmp = target.with_name(f".{target.name}.link.tmp")
+            try:
+                tmp.unlink(missing_ok=True)
+                os.link(last, tmp)
+                os.replace(tmp, target)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                atomic_write_bytes(target, data)
             self._prune()
-        return atomic_write_bytes(self.last, data)
+        return last
 
     def _prune(self) -> None:
         its = sorted((int(m.group(1)), p) for p in self.directory.glob("iter_*.pt")
