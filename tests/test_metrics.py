@@ -122,6 +122,24 @@ def test_larger_case_with_skipped_and_junk():
         assert_same(evaluate_rank(d, qp, gp, qc, gc, ap=ap), ref, ap)
 
 
+def test_threads_never_change_results():
+    """Chunks ranked on 1, 2 or 5 threads: every per-query field identical; errors still surface."""
+    rng = np.random.default_rng(11)
+    d, qp, gp, qc, gc = random_case(rng, "ties", nq=97, ng=400, n_ids=30, n_cams=4)
+    one = evaluate_rank(d, qp, gp, qc, gc, chunk_size=3, num_threads=1)
+    for threads in (2, 5, None):
+        other = evaluate_rank(d, qp, gp, qc, gc, chunk_size=3, num_threads=threads)
+        for name in ("cmc", "query_ap", "query_inp", "query_first_rank", "query_num_matches"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(one, name))
+        assert other.mAP == one.mAP and other.mINP == one.mINP
+    d_nan = d.copy()
+    d_nan[90, 17] = np.nan                          # in one of the last chunks
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank(d_nan, qp, gp, qc, gc, chunk_size=3, num_threads=4)
+    with pytest.raises(ValueError, match="num_threads"):
+        evaluate_rank(d, qp, gp, qc, gc, num_threads=0, chunk_size=3)
+
+
 def test_torch_inputs_and_string_labels():
     rng = np.random.default_rng(3)
     d, qp, gp, qc, gc = random_case(rng, "ties", nq=30, ng=200, n_ids=8, n_cams=3)

@@ -34,21 +34,29 @@ distance is mapped to one of ``B`` buckets by a monotone (non-decreasing) affine
 query's true-match distances, a histogram of the buckets gives the count of items in lower
 buckets, and only the few items that share a bucket with a true match are compared exactly.
 Monotonicity alone makes this exact (bucket(a) < bucket(b) implies a < b), whatever the rounding.
-All of it is vectorised over a chunk of queries, so memory is bounded by the chunk.
+All of it is vectorised over a chunk of queries, so memory is bounded by the chunk: the passes
+over every element run on cache-sized blocks of rows (int32 keys; torch's ``bincount`` and
+``index_select``), the work sized by the true matches once per chunk, and chunks are ranked on
+several threads (numpy and torch release the GIL in their large array operations).
+``benchmarks/bench_eval.py`` measures it against a plain per-query loop.
 """
 from __future__ import annotations
 
+import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 __all__ = ["RankResult", "evaluate_rank", "evaluate_features", "pairwise_distance"]
 
 AP_DEFINITIONS = ("mean_precision", "trapezoid")
 _N_BUCKETS = 4094            # buckets inside the true-match range; 2 more for below / above
-_RANK_CHUNK_ELEMENTS = 500_000   # query x gallery elements handled at once by the ranker
+_RANK_CHUNK_ELEMENTS = 8_000_000   # query x gallery elements ranked in one call (one thread's work item)
+_RANK_BLOCK_ELEMENTS = 500_000     # ... of which the per-element passes handle this many at once
 _BYTES_PER_ELEMENT = 40      # rough peak bytes per query x gallery element (distances + ranking)
 
 
@@ -182,11 +190,15 @@ class _Workspace:
 
 
 def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: _GalleryIndex,
-                ws: _Workspace | None = None):
+                ws: _Workspace | None = None, block_elements: int = _RANK_BLOCK_ELEMENTS):
     """Per-query statistics for one chunk of rows of the distance matrix.
 
     Returns ``(num_matches [n], row_of_match [T], k_of_match [T], rank_of_match [T])`` where the
     true matches of each row are listed in rank order and ``rank`` is 0-based after junk removal.
+
+    The per-element passes (bucket keys, histogram, picking the items that share a bucket with a
+    true match) run on cache-sized blocks of ``block_elements``; everything sized by the true
+    matches runs once for the whole chunk, so its fixed per-call cost is paid once.
     """
     n, ng = dist.shape
     ws = ws if ws is not None else _Workspace()
@@ -226,12 +238,11 @@ def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: 
         return num_matches, e, e, e
 
     # ---- monotone bucket map per row, fitted to the row's finite true-match distances ----
-    # bucket(d) = clip((d - lo) * scale, -1, nb - 2) + 1 + row * nb, truncated to an integer:
-    # a composition of monotone float operations, so bucket(a) < bucket(b) implies a < b.
+    # bucket(d) = clip((d - lo) * scale, -1, nb - 2) + 1 + local_row * nb, truncated to an
+    # integer: a composition of monotone float operations, so bucket(a) < bucket(b) implies a < b.
     nb = _N_BUCKETS + 2
+    block_rows = max(1, min(n, block_elements // max(ng, 1), 2**24 // nb))   # offsets exact in float32
     work_dtype = dist.dtype if dist.dtype.kind == "f" else np.dtype(np.float64)
-    if work_dtype == np.float32 and n * nb >= 2**24:             # keep the row offset exact
-        work_dtype = np.dtype(np.float64)
     tv = t_vals.astype(np.float64)
     fin = np.isfinite(tv)
     lo = np.full(n, np.inf)
@@ -245,37 +256,59 @@ def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: 
         scale = (_N_BUCKETS - 0.5) / width
     max_scale = float(np.finfo(work_dtype).max) / 1e6
     scale = np.where(np.isfinite(scale) & (scale > 0) & (scale < max_scale), scale, 1.0).astype(work_dtype)
-    offset = (np.arange(n) * nb + 1).astype(work_dtype)
+    offset = (np.arange(block_rows) * nb + 1).astype(work_dtype)
+    # keys are int32: float -> int32 truncation is a SIMD pass, and torch counts and gathers int32
+    # keys directly and releases the GIL, so chunks ranked on several threads overlap
+    key_dtype = np.int32 if block_rows * nb < 2**31 else np.int64
 
-    size = n * ng
-    t = ws.get("t", size, work_dtype).reshape(n, ng)
-    with np.errstate(over="ignore", invalid="ignore"):
-        np.subtract(dist, lo[:, None], out=t)
-        np.multiply(t, scale[:, None], out=t)
-    np.clip(t, -1.0, nb - 2, out=t)
-    if np.isnan(t.min()):
-        raise ValueError("distance matrix contains NaN; the ranking is undefined")
-    np.add(t, offset[:, None], out=t)
-    key_flat = ws.get("key", size, np.int64)
-    np.copyto(key_flat, t.reshape(-1), casting="unsafe")         # truncation: monotone too
+    before = np.empty(num_t, dtype=np.int64)
+    t_flat = t_rows * ng + t_cols
+    t_bounds = np.searchsorted(t_rows, np.arange(0, n + block_rows, block_rows))   # t_rows ascending
+    firsts, e_flats, e_grps = [], [], []
+    n_groups = 0
+    for b, r0 in enumerate(range(0, n, block_rows)):
+        r1 = min(n, r0 + block_rows)
+        nr, size = r1 - r0, (r1 - r0) * ng
+        p0, p1 = int(t_bounds[b]), int(t_bounds[b + 1])
+        t = ws.get("t", size, work_dtype).reshape(nr, ng)
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(dist[r0:r1], lo[r0:r1, None], out=t)
+            np.multiply(t, scale[r0:r1, None], out=t)
+        np.clip(t, -1.0, nb - 2, out=t)
+        if np.isnan(t.min()):
+            raise ValueError("distance matrix contains NaN; the ranking is undefined")
+        if p0 == p1:                                             # no true match in these rows
+            continue
+        np.add(t, offset[:nr, None], out=t)
+        key = ws.get("key", size, key_dtype)
+        np.copyto(key, t.reshape(-1), casting="unsafe")          # truncation: monotone too
+        key_t = torch.from_numpy(key)
+        hist = torch.bincount(key_t, minlength=nr * nb).numpy()  # [nr * nb]
+        cum = np.cumsum(hist, out=ws.get("cum", nr * nb, np.int64))
+        t_key = key.take(t_flat[p0:p1] - r0 * ng).astype(np.int64)   # sorted (rows, then value)
+        base = (t_rows[p0:p1] - r0) * nb
+        before[p0:p1] = (cum[t_key] - hist[t_key]) - (cum[base] - hist[base])   # lower buckets
 
-    hist = np.bincount(key_flat, minlength=n * nb)
-    cum = np.cumsum(hist, out=ws.get("cum", n * nb, np.int64))
-    t_key = key_flat.take(t_rows * ng + t_cols)
-    base = t_rows * nb
-    before = (cum[t_key] - hist[t_key]) - (cum[base] - hist[base])   # lower buckets, same row
+        # the items sharing a bucket with a true match, and which bucket group they belong to
+        first = np.flatnonzero(np.diff(t_key, prepend=-1))       # first match of each bucket
+        marked = ws.zeros_bool("marked", nr * nb)
+        marked[t_key] = True
+        lut = ws.get("lut", nr * nb, np.int64)
+        lut[t_key[first]] = n_groups + np.arange(len(first))
+        sel = ws.get("sel", size, np.bool_)
+        torch.index_select(torch.from_numpy(marked), 0, key_t, out=torch.from_numpy(sel))
+        marked[t_key] = False                                    # leave the buffer all-False
+        e_local = np.flatnonzero(sel)
+        e_grps.append(lut.take(key.take(e_local)))
+        e_flats.append(e_local + r0 * ng)
+        firsts.append(first + p0)
+        n_groups += len(first)
 
-    # exact comparisons inside the buckets that hold a true match (t_key is sorted)
-    first = np.flatnonzero(np.diff(t_key, prepend=-1))           # first match of each bucket
-    counts = np.diff(first, append=num_t)
-    marked = ws.zeros_bool("marked", n * nb)
-    marked[t_key] = True
-    lut = ws.get("lut", n * nb, np.int64)
-    lut[t_key[first]] = np.arange(len(first))
-    sel = marked.take(key_flat, out=ws.get("sel", size, np.bool_), mode="clip")  # keys in range
-    marked[t_key] = False                                        # leave the buffer all-False
-    e_flat = np.flatnonzero(sel)
-    e_grp = lut.take(key_flat.take(e_flat))                      # bucket group of each element
+    # exact comparisons inside the shared buckets, for the whole chunk at once
+    first = np.concatenate(firsts)
+    counts = np.diff(first, append=num_t)                        # true matches per group
+    e_flat = np.concatenate(e_flats)
+    e_grp = np.concatenate(e_grps)
     e_col = e_flat % ng
     e_val = dist.reshape(-1).take(e_flat)
     cnt = counts[e_grp]
@@ -318,13 +351,59 @@ def _query_stats(num_matches, t_rows, k_of, ranks):
     return first, ap_mean, ap_trap, inp
 
 
+def default_num_threads() -> int:
+    """Threads the ranker uses by default: the CPU cores this process may run on, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+def _run_parallel(work: Callable[[Any], None], items: list, num_threads: int | None) -> None:
+    """``work(item)`` for every item, on ``num_threads`` threads (numpy releases the GIL in the
+    ranker's large array operations). Items write disjoint slices, so the order is free and the
+    results are identical to a sequential run; the first exception is re-raised."""
+    threads = default_num_threads() if num_threads is None else int(num_threads)
+    if threads < 1:
+        raise ValueError(f"num_threads={num_threads}; expected a positive integer or None")
+    if threads == 1 or len(items) <= 1:
+        for it in items:
+            work(it)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="reidlib-rank") as ex:
+        for _ in ex.map(work, items):
+            pass
+
+
+def _split_rows(nq: int, ng: int, num_threads: int | None) -> int:
+    """Rows per ranking work item: at most ~``_RANK_CHUNK_ELEMENTS`` elements each, and a
+    multiple of the thread count of items, so that the threads finish together."""
+    threads = default_num_threads() if num_threads is None else max(1, int(num_threads))
+    items = max(1, -(-nq * ng // _RANK_CHUNK_ELEMENTS))
+    items = -(-items // threads) * threads
+    return max(1, -(-nq // items))
+
+
 class _Accumulator:
+    """Per-query results, filled chunk by chunk (chunks may be ranked on several threads: each
+    thread has its own workspace, each chunk writes its own rows)."""
+
     def __init__(self, num_queries: int):
         self.first = np.full(num_queries, -1, dtype=np.int64)
         self.ap = {d: np.full(num_queries, np.nan) for d in AP_DEFINITIONS}
         self.inp = np.full(num_queries, np.nan)
         self.num_matches = np.zeros(num_queries, dtype=np.int64)
-        self.ws = _Workspace()
+        self._local = threading.local()
+
+    @property
+    def ws(self) -> _Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = _Workspace()
+        return ws
 
     def add(self, i0: int, i1: int, dist: np.ndarray, q_pids, q_cams, gidx):
         nm, tr, ko, rk = _rank_chunk(dist, q_pids[i0:i1], q_cams[i0:i1], gidx, self.ws)
@@ -371,7 +450,8 @@ def _prepare_labels(q_pids, g_pids, q_camids, g_camids, nq: int, ng: int):
 # public API
 # --------------------------------------------------------------------------------------------
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50,
-                  ap: str = "mean_precision", chunk_size: int | None = None) -> RankResult:
+                  ap: str = "mean_precision", chunk_size: int | None = None,
+                  num_threads: int | None = None) -> RankResult:
     """CMC, mAP and mINP from a ``[num_query, num_gallery]`` distance matrix (smaller = closer).
 
     ``distmat`` may be a numpy array or a torch tensor on any device (it is moved to the CPU one
@@ -380,6 +460,8 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int 
     the module docstring for the exact definitions and the tie rule (ties -> lower gallery index
     first, i.e. a stable sort by distance). ``cmc`` has exactly ``max_rank`` entries.
     ``chunk_size`` (queries per chunk) only bounds temporary memory; it never changes results.
+    ``num_threads`` (default :func:`default_num_threads`) ranks chunks in parallel; it never
+    changes results either.
     """
     _check_ap(ap)
     if max_rank < 1:
@@ -392,10 +474,13 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int 
     qp, gp, qc, gc = _prepare_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
     gidx = _GalleryIndex(gp, gc)
     acc = _Accumulator(nq)
-    step = chunk_size or max(1, _RANK_CHUNK_ELEMENTS // max(ng, 1))
-    for i0 in range(0, nq, step):
+    step = chunk_size or _split_rows(nq, ng, num_threads)
+
+    def work(i0: int) -> None:
         i1 = min(nq, i0 + step)
         acc.add(i0, i1, _to_numpy(distmat[i0:i1]), qp, qc, gidx)
+
+    _run_parallel(work, list(range(0, nq, step)), num_threads)
     return acc.result(max_rank, ap)
 
 
@@ -552,7 +637,7 @@ def _distance_rows(q_feats, g_feats, distance, device):
 def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
                       distance: str | Callable = "euclidean", chunk_size: int | None = None,
                       max_rank: int = 50, ap: str = "mean_precision", device=None,
-                      memory_budget_mb: float = 512.0) -> RankResult:
+                      memory_budget_mb: float = 512.0, num_threads: int | None = None) -> RankResult:
     """Evaluate from features without ever holding the full query x gallery distance matrix.
 
     Distances are computed for ``chunk_size`` queries at a time against the whole gallery and
@@ -573,7 +658,8 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
     temporaries take about ``memory_budget_mb`` (budgeting ~40 bytes per query x gallery element;
     a callable with bigger temporaries, e.g. per-part distances, needs an explicit ``chunk_size``).
     Beyond the features themselves, peak memory is then about the budget plus ~50 MB of ranking
-    buffers, so VERI-Wild Large (10,000 x ~128,500; 5 GB as a float32 matrix) fits well under 4 GB.
+    buffers per ranking thread (``num_threads``), so VERI-Wild Large (10,000 x ~128,500; 5 GB as a
+    float32 matrix) fits well under 4 GB.
     """
     _check_ap(ap)
     if max_rank < 1:
@@ -591,15 +677,18 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
         raise ValueError(f"chunk_size={chunk_size}; expected a positive integer")
 
     acc = _Accumulator(nq)
-    step = max(1, _RANK_CHUNK_ELEMENTS // max(ng, 1))      # the ranker's own sub-chunks
     for i0 in range(0, nq, chunk_size):
         i1 = min(nq, i0 + chunk_size)
         d = fn(_slice_rows(q_feats, i0, i1))
         if d.shape != (i1 - i0, ng):
             raise ValueError(f"distance returned shape {d.shape} for {i1 - i0} queries; "
                              f"expected {(i1 - i0, ng)}")
-        for j0 in range(0, i1 - i0, step):
+        step = _split_rows(i1 - i0, ng, num_threads)             # the ranker's own sub-chunks
+
+        def work(j0: int, i0=i0, i1=i1, d=d, step=step) -> None:
             j1 = min(i1 - i0, j0 + step)
             acc.add(i0 + j0, i0 + j1, d[j0:j1], qp, qc, gidx)
+
+        _run_parallel(work, list(range(0, i1 - i0, step)), num_threads)
         del d
     return acc.result(max_rank, ap)
