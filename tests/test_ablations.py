@@ -82,3 +82,26 @@ def test_summary_reads_results_files(tmp_path):
     assert row["holds"] == "no"
     assert (verdicts["claim"] == "(not run for this profile)").sum() == 4
     assert set(side["row"]) == {"softmax", "sigmoid"}
+
+
+def test_summary_mask_claims_from_results_files(tmp_path):
+    """span_hyperparams / multidigit tables (no paper numbers) give verdicts on the mask claims."""
+    hp = tmp_path / "cpu" / "span_hyperparams"
+    hp.mkdir(parents=True)
+    pd.DataFrame({"parameter": ["a", "a", "a", "m", "m"], "value": [0.5, 0.7, 0.9, 0.0, 0.04],
+                  "front": 0.0, "rear": 0.0, "side": 0.0,
+                  "mean IoU": [20.0, 19.0, 18.0, 15.0, 19.0]}).to_csv(hp / "table.csv", index=False)
+    _, verdicts = summary_table("cpu", results_root=tmp_path)
+    got = dict(zip(verdicts["claim"], verdicts["holds"]))
+    a_claim = next(c for c in got if c.startswith("a = 0.7"))
+    m_claim = next(c for c in got if c.startswith("m = 0.04"))
+    d_claim = next(c for c in got if c.startswith("SPAN localises"))
+    assert (got[a_claim], got[m_claim], got[d_claim]) == ("no", "yes", "not measured")
+    md = tmp_path / "cpu" / "multidigit"
+    md.mkdir()
+    pd.DataFrame({"paper weights": {"digit 0": 60.0, "digit 1": 55.0, "digit 2": 52.0, "mean": 55.7},
+                  "recon x10, larger digits": {"digit 0": 1.0, "digit 1": 0.0, "digit 2": 0.0, "mean": 0.3}}
+                 ).to_csv(md / "table.csv")
+    _, verdicts = summary_table("cpu", results_root=tmp_path)
+    got = dict(zip(verdicts["claim"], verdicts["holds"]))
+    assert got[d_claim] == "yes" and got["... and with our adjustment (reconstruction weight x10, larger digits)"] == "no"
