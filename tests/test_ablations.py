@@ -104,4 +104,4 @@ def test_summary_mask_claims_from_results_files(tmp_path):
                  ).to_csv(md / "table.csv")
     _, verdicts = summary_table("cpu", results_root=tmp_path)
     got = dict(zip(verdicts["claim"], verdicts["holds"]))
-    assert got[d_claim] == "yes" and got["... and with our adjustment (reconstruction weight x10, larger digits)"] == "no"
+    assert got[d_claim] == "yes" and got[next(c for c in got if "with our adjustment" in c)] == "no"
