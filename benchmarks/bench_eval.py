@@ -63,13 +63,13 @@ def veri_speed(repeats: int = 5, seed: int = 0) -> dict:
     q_cams, g_cams = rng.integers(0, 20, nq), rng.integers(0, 20, ng)
     dist = rng.random((nq, ng), dtype=np.float32)
 
-    from reidlib.metrics.rank import default_num_threads
+    from reidlib.metrics.rank import default_num_threads, resolve_backend
 
     evaluate_rank(dist[:64], q_pids[:64], g_pids, q_cams[:64], g_cams)      # warm-up
     (cmc_s, map_s, minp_s), wall_s, cpu_s = _timed(plain_loop, dist, q_pids, g_pids, q_cams, g_cams)
     # the quicksort loop and ours interleaved (the loop every other round), medians: slow drifts
     # of a shared machine's speed hit both sides alike
-    walls_q, cpus_q, walls, cpus, walls_1 = [], [], [], [], []
+    walls_q, cpus_q, walls, cpus, walls_1, walls_np = [], [], [], [], [], []
     for i in range(repeats):
         if i % 2 == 0:
             (cmc_q, map_q, _), w, c = _timed(plain_loop, dist, q_pids, g_pids, q_cams, g_cams, kind="quicksort")
@@ -79,16 +79,21 @@ def veri_speed(repeats: int = 5, seed: int = 0) -> dict:
         walls.append(w)
         cpus.append(c)
         walls_1.append(_timed(evaluate_rank, dist, q_pids, g_pids, q_cams, g_cams, num_threads=1)[1])
+        walls_np.append(_timed(evaluate_rank, dist, q_pids, g_pids, q_cams, g_cams, backend="numpy")[1])
     wall_q, cpu_q = float(np.median(walls_q)), float(np.median(cpus_q))
     same = bool(np.array_equal(res.cmc, cmc_s) and abs(res.mAP - map_s) < 1e-12
                 and abs(res.mINP - minp_s) < 1e-12)
     w_fast, c_fast, w_one = float(np.median(walls)), float(np.median(cpus)), float(np.median(walls_1))
+    w_np = float(np.median(walls_np))
     return {
         "shape": [nq, ng],
         "plain_loop_stable_wall_s": round(wall_s, 3), "plain_loop_stable_cpu_s": round(cpu_s, 3),
         "plain_loop_quicksort_wall_s": round(wall_q, 3), "plain_loop_quicksort_cpu_s": round(cpu_q, 3),
         "plain_loop_quicksort_wall_s_all": [round(x, 3) for x in walls_q],
         "ranker_threads": default_num_threads(),
+        "backend": resolve_backend("auto"),
+        "evaluate_rank_numpy_backend_wall_s_median": round(w_np, 4),
+        "speedup_vs_quicksort_loop_wall_numpy_backend": round(wall_q / w_np, 1),
         "evaluate_rank_1thread_wall_s_median": round(w_one, 4),
         "speedup_vs_quicksort_loop_wall_1thread": round(wall_q / w_one, 1),
         "evaluate_rank_wall_s_median": round(w_fast, 4), "evaluate_rank_cpu_s_median": round(c_fast, 4),
@@ -183,10 +188,12 @@ def main(argv=None) -> int:
           f"{r['plain_loop_stable_cpu_s']:.3f} s CPU")
     print(f"plain loop, quicksort (median of {len(r['plain_loop_quicksort_wall_s_all'])}): "
           f"{r['plain_loop_quicksort_wall_s']:.3f} s wall, {r['plain_loop_quicksort_cpu_s']:.3f} s CPU")
-    print(f"evaluate_rank, {r['ranker_threads']} threads (median of {args.repeats}): "
+    print(f"evaluate_rank, {r['backend']} backend, {r['ranker_threads']} threads (median of {args.repeats}): "
           f"{r['evaluate_rank_wall_s_median']:.4f} s wall, {r['evaluate_rank_cpu_s_median']:.4f} s CPU")
     print(f"evaluate_rank, 1 thread  (median of {args.repeats}): {r['evaluate_rank_1thread_wall_s_median']:.4f} s wall "
           f"({r['speedup_vs_quicksort_loop_wall_1thread']}x the quicksort loop)")
+    print(f"evaluate_rank, numpy backend, {r['ranker_threads']} threads: {r['evaluate_rank_numpy_backend_wall_s_median']:.4f} s "
+          f"wall ({r['speedup_vs_quicksort_loop_wall_numpy_backend']}x the quicksort loop)")
     print(f"speed-up vs stable loop    : {r['speedup_vs_stable_loop_wall']}x wall, "
           f"{r['speedup_vs_stable_loop_cpu']}x CPU")
     print(f"speed-up vs quicksort loop : {r['speedup_vs_quicksort_loop_wall']}x wall, "

@@ -66,6 +66,24 @@ def assert_same(res: RankResult, ref: dict, ap: str):
     np.testing.assert_allclose(res.query_ap[valid], ref["ap_lists"][ap], rtol=0, atol=1e-12)
 
 
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def rank_backend(request, monkeypatch):
+    """Every test here runs on both ranking implementations (numba is in the lock, so CI has it)."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("REIDLIB_RANK_BACKEND", request.param)
+    return request.param
+
+
+def test_backend_switch(rank_backend):
+    from reidlib.metrics.rank import resolve_backend
+
+    assert resolve_backend("auto") == rank_backend
+    assert resolve_backend("numpy") == "numpy"
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("cuda")
+
+
 def random_case(rng, kind, nq=None, ng=None, n_ids=None, n_cams=None):
     nq = nq or int(rng.integers(1, 40))
     ng = ng or int(rng.integers(1, 160))
