@@ -2,20 +2,17 @@
 
 It computes exactly what the numpy path computes: for every true match ``p`` of a query row, the
 number of gallery items that come before it, i.e. ``(d_j, j) < (d_p, col_p)`` in lexicographic
-order (smaller distance first, ties broken by the lower gallery index). One pass per row:
+order (smaller distance first, ties broken by the lower gallery index). Per row, in cache:
 
-1. the row's true matches, already sorted by ``(distance, index)``, get a bucket each under a
-   monotone map ``bucket(x) = clip(floor((x - lo) * scale), 0, B - 1)`` fitted to their finite
-   distances, and ``first[b]`` = the first match with bucket ``>= b``;
-2. each gallery item ``j`` goes to bucket ``b``; every match in a lower bucket has a strictly smaller
-   distance (monotonicity), every match in a higher bucket a strictly larger one, and the few in the
-   same bucket are compared exactly, giving ``s_j`` = the number of matches that come *at or before*
-   ``j``; item ``j`` then precedes matches ``s_j .. m-1``: ``count[s_j] += 1``;
-3. ``before[p] = count[0] + ... + count[p]``.
+1. a monotone bucket map ``bucket(x) = clip(floor((x - lo) * scale), 0, B - 1)`` fitted to the
+   row's finite true-match distances; every match gets its bucket;
+2. every item gets its bucket by the same float64 arithmetic; a histogram of the items' buckets
+   gives, for each match, the items in lower buckets (all strictly closer, by monotonicity);
+3. the items that share a bucket with a match (collected without branches) are compared with
+   those matches exactly, in the input dtype, by (value, index).
 
-The bucket and the comparisons use the same arithmetic for matches and items (float64 for the
-bucket, the input dtype for exact comparisons), so the result does not depend on rounding.
-The kernel releases the GIL; the caller runs chunks of rows on several threads.
+Monotonicity alone makes this exact, whatever the rounding. The kernel releases the GIL; the caller
+runs chunks of rows on several threads.
 """
 from __future__ import annotations
 
@@ -23,16 +20,6 @@ import numpy as np
 from numba import njit
 
 __all__ = ["count_before"]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bucket(x, lo, scale, nbk):
-    t = (np.float64(x) - lo) * scale
-    if not t >= 0.0:            # below lo, or -inf
-        return 0
-    if t >= nbk - 1:            # above hi, or +inf
-        return nbk - 1
-    return int(t)
 
 
 @njit(cache=True, nogil=True)

@@ -276,6 +276,7 @@ def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: 
         e = np.zeros(0, np.int64)
         return num_matches, e, e, e
 
+    # items before each true match (any item: matches and junk included)
     if backend == "numba":
         t_start = np.concatenate([[0], np.cumsum(num_matches)]).astype(np.int64)
         before = np.empty(num_t, dtype=np.int64)
@@ -283,9 +284,20 @@ def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: 
         if _compiled_kernel()(dist, t_start, np.ascontiguousarray(t_cols, dtype=np.int64),
                               np.ascontiguousarray(t_vals), before, n_buckets):
             raise ValueError("distance matrix contains NaN; the ranking is undefined")
-        k_of = np.arange(num_t) - t_start[:-1][t_rows]               # index among matches
-        return num_matches, t_rows, k_of, before - (t_before - k_of)
+    else:
+        before = _count_before_numpy(dist, t_rows, t_cols, t_vals, ws, block_elements)
 
+    k_of = np.arange(num_t) - (np.cumsum(num_matches) - num_matches)[t_rows]  # index among matches
+    ranks = before - (t_before - k_of)                         # drop the junk before it
+    return num_matches, t_rows, k_of, ranks
+
+
+def _count_before_numpy(dist: np.ndarray, t_rows: np.ndarray, t_cols: np.ndarray, t_vals: np.ndarray,
+                        ws: _Workspace, block_elements: int) -> np.ndarray:
+    """``before [T]``: for each true match (``t_rows`` ascending, sorted by value then column
+    within a row) the number of items of its row that come before it, in numpy and torch."""
+    n, ng = dist.shape
+    num_t = len(t_rows)
     # ---- monotone bucket map per row, fitted to the row's finite true-match distances ----
     # bucket(d) = clip((d - lo) * scale, -1, nb - 2) + 1 + local_row * nb, truncated to an
     # integer: a composition of monotone float operations, so bucket(a) < bucket(b) implies a < b.
@@ -368,10 +380,7 @@ def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: 
     ev, tvv = e_val[pe], t_vals[pt]
     less = (ev < tvv) | ((ev == tvv) & (e_col[pe] < t_cols[pt]))
     before += np.bincount(pt[less], minlength=num_t)
-
-    k_of = np.arange(num_t) - (np.cumsum(num_matches) - num_matches)[t_rows]  # index among matches
-    ranks = before - (t_before - k_of)                         # drop the junk before it
-    return num_matches, t_rows, k_of, ranks
+    return before
 
 
 def _query_stats(num_matches, t_rows, k_of, ranks):
@@ -410,8 +419,8 @@ def default_num_threads() -> int:
 
 
 def _run_parallel(work: Callable[[Any], None], items: list, num_threads: int | None) -> None:
-    """``work(item)`` for every item, on ``num_threads`` threads (numpy releases the GIL in the
-    ranker's large array operations). Items write disjoint slices, so the order is free and the
+    """``work(item)`` for every item, on ``num_threads`` threads (numpy, torch and the numba kernel
+    release the GIL in the ranker's large operations). Items write disjoint slices, so the order is free and the
     results are identical to a sequential run; the first exception is re-raised."""
     threads = default_num_threads() if num_threads is None else int(num_threads)
     if threads < 1:
