@@ -13,6 +13,12 @@
    be 5.1 GB) through ``evaluate_features`` with 64-d random features, in a child process whose
    peak resident memory (ru_maxrss) is reported, next to its resident memory just before the
    evaluation (interpreter + torch + features). Pass ``--large-scale 0.1`` for a scaled-down run.
+3. The compiled ranking kernel's first call in a fresh process (``--skip-cold`` to skip): child
+   processes time ``import reidlib.metrics.rank``, ``import numba`` and two ``evaluate_rank`` calls
+   (64 queries x 11,579 gallery) with the numba backend, (a) with numba's on-disk cache
+   unavailable (as on a read-only install: the kernel is compiled in the process), (b) with the
+   cache (filled by a first child, then timed in a second). "cold" = the first call of the child,
+   "warm" = its second.
 """
 from __future__ import annotations
 
@@ -143,6 +149,41 @@ def large_child(scale: float, dim: int, seed: int = 0) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
+def cold_child() -> dict:
+    """Run in a fresh child process: import time, first and second evaluate_rank call (numba backend)."""
+    t0 = time.perf_counter()
+    from reidlib.metrics.rank import evaluate_rank
+    t_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    import numba  # noqa: F401  (imported by the first call otherwise; timed apart)
+    t_numba = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    nq, ng = 64, 11579
+    dist = rng.random((nq, ng), dtype=np.float32)
+    args = (rng.integers(0, 200, nq), rng.integers(0, 200, ng), rng.integers(0, 20, nq), rng.integers(0, 20, ng))
+    _, first, _ = _timed(evaluate_rank, dist, *args, backend="numba")
+    _, second, _ = _timed(evaluate_rank, dist, *args, backend="numba")
+    from reidlib.metrics import _rank_kernel
+    return {"import_s": round(t_import, 3), "import_numba_s": round(t_numba, 3),
+            "first_call_s": round(first, 3), "second_call_s": round(second, 4),
+            "cache": type(_rank_kernel.count_before._cache).__name__}
+
+
+def kernel_cold_warm() -> dict:
+    """First call of the ranking kernel in fresh processes, without and with numba's disk cache."""
+    def child(env_extra: dict) -> dict:
+        env = dict(os.environ, **env_extra)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_cold"], capture_output=True,
+                             text=True, check=True, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # no locator applies to a plain file -> numba cannot cache -> njit_cached compiles without a cache
+    no_cache = child({"NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"})
+    child({})                                              # fills the cache if it is not there yet
+    cached = child({})
+    return {"no_cache": no_cache, "cached": cached}
+
+
 def rerank_speed(seed: int = 0) -> dict:
     import resource
 
@@ -173,11 +214,16 @@ def main(argv=None) -> int:
     ap.add_argument("--large-dim", type=int, default=64)
     ap.add_argument("--rerank", action="store_true")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--_cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args._child:
         print(json.dumps(large_child(float(args._child[0]), int(args._child[1]))))
+        return 0
+    if args._cold:
+        print(json.dumps(cold_child()))
         return 0
 
     results = {"cpu_count": os.cpu_count()}
@@ -213,6 +259,16 @@ def main(argv=None) -> int:
               f"{lr['full_float32_matrix_gb']} GB)")
         print(f"RSS before evaluation {lr['rss_before_eval_mb']} MB, peak RSS {lr['peak_rss_mb']} MB, "
               f"time {lr['eval_wall_s']} s wall / {lr['eval_cpu_s']} s CPU")
+
+    if not args.skip_cold:
+        print("\n== ranking kernel (numba): first call in a fresh process, 64 x 11,579 ==", flush=True)
+        cw = kernel_cold_warm()
+        results["kernel_cold_warm"] = cw
+        for label, key in (("no disk cache (compiled in the process)", "no_cache"), ("with the disk cache", "cached")):
+            c = cw[key]
+            print(f"{label:<40}: import {c['import_s']:.3f} s + numba {c['import_numba_s']:.3f} s, "
+                  f"cold (1st call) {c['first_call_s']:.3f} s, "
+                  f"warm (2nd call) {c['second_call_s']:.4f} s  [{c['cache']}]")
 
     if args.rerank:
         print("\n== re-ranking at VeRi-776 size (64-d clustered features) ==", flush=True)

@@ -1,4 +1,4 @@
-"""Co-occurrence Part-attentive Distance Metric (CPDM) and the other inference distances.
+"""Co-occurrence Part-attentive Distance Metric (CPDM).
 
 SPAN + CPDM (Chen et al., ECCV 2020), Sec. 3.3:
 
@@ -14,149 +14,88 @@ parts only, plus the global feature with a fixed weight ``1/(n-1)``
 
 Everything here is batched, chunked over the first set, and never materialises an
 ``[Na, Nb, P, d]`` tensor: each per-part squared distance comes from one matrix product
-(``||a||^2 + ||b||^2 - 2 a.b``), with the pair weight folded into that product (see
-:func:`cpdm_distance`, "Implementation"). All functions accept numpy arrays or torch tensors and
-return torch tensors on the device of the first feature argument; they are differentiable
-(CPDM is used inside the triplet loss, SPAN eq. 7).
+(``||a||^2 + ||b||^2 - 2 a.b``, the augmented form of :mod:`reidlib.metrics.pairwise`), with the
+pair weight folded into that product (see :func:`cpdm_distance`, "Implementation"). All functions
+accept numpy arrays or torch tensors and return torch tensors on the device of the first feature
+argument; they are differentiable (CPDM is used inside the triplet loss, SPAN eq. 7).
+
+The plain distances live in :mod:`reidlib.metrics.pairwise`; the named inference distances
+(``"cpdm"``, ``"cpdm_musp"``, ...) are built by :func:`reidlib.metrics.distance.build_distance`.
 """
 from __future__ import annotations
 
-import weakref
-from typing import Optional, Tuple, Union
+import os
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from reidlib.errors import ConfigError
+from reidlib.metrics.pairwise import (ArrayLike, as_tensor, aug, aug_parts, check_chunk_size, join_rows,
+                                      row_blocks, sqrt_clamped)
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
-
-__all__ = ["area_ratios", "cpdm_distance", "euclidean_distance", "cosine_distance", "build_distance",
-           "DISTANCES", "Distance"]
+__all__ = ["area_ratios", "cpdm_distance", "CPDMOperand", "cpdm_against", "l1_kept_ratios",
+           "BACKENDS", "resolve_backend"]
 
 #: smallest global area (in mask-sum units) treated as non-zero in :func:`area_ratios`.
 _AREA_EPS = 1e-12
 
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-def _as_tensor(x: ArrayLike, *, like: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """numpy / torch -> floating torch tensor (on ``like``'s device and dtype when given)."""
-    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
-    if like is not None:
-        return t.to(device=like.device, dtype=like.dtype)
-    if not t.is_floating_point():
-        t = t.float()
-    return t
-
-
-class _SafeSqrt(torch.autograd.Function):
-    """``sqrt(max(x, 0))`` whose gradient is 0 (not NaN/inf) where the result is 0.
-
-    ``torch.sqrt`` back-propagates ``g / (2 sqrt(x))``, which is ``0/0 = NaN`` for a zero distance
-    (e.g. an image against itself in a training batch) even when ``g = 0``, and the NaN then spreads
-    through the matrix product. Using the sub-gradient 0 at 0 keeps the forward value exact.
-    """
-
-    @staticmethod
-    def forward(ctx, x):  # noqa: D401
-        y = x.clamp_min(0).sqrt()
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return (g / (2 * y)).masked_fill_(y <= 0, 0.0)
-
-
-def _sqrt(x: torch.Tensor) -> torch.Tensor:
-    """Clamp-at-0 square root; in place (fast) when no gradient is needed."""
-    if x.requires_grad:
-        return _SafeSqrt.apply(x)
-    return x.clamp_min_(0).sqrt_()
-
-
-#: row-blocked paths (autograd CPDM, plain distances) with ``chunk_size=None``: about this many
-#: entries (2**25 = 128 MB of float32) per block of ``rows x n_cols``
-AUTO_CHUNK_ELEMENTS = 1 << 25
 #: CPDM inference: rows of the first set per tile when ``chunk_size=None``
 AUTO_ROWS = 1024
-#: CPDM inference: scratch entries per tile (2**23 = 32 MB of float32). Smaller tiles stay in cache
-#: (faster on an idle machine: 2**22 measured 0.87x the plain Euclidean time, 2**23 1.00x, 2**24
-#: 1.05x on 2 idle cores); larger ones mean fewer, larger ops, which holds up better when the cores
-#: are shared with other processes. See benchmarks/bench_cpdm.py.
+#: CPDM inference: scratch entries per tile (2**23 = 32 MB of float32). With the torch element-wise
+#: ops, smaller tiles stay in cache (faster on an idle machine: 2**22 measured 0.87x the plain
+#: Euclidean time, 2**23 1.00x, 2**24 1.05x on 2 idle cores) and larger ones mean fewer, larger
+#: ops, which holds up better when the cores are shared. With the compiled kernel (one pass per
+#: tile) 2**22 and 2**23 measured 0.95x and 0.96x, 2**24 1.03x (median wall, 2 cores, quiet
+#: moment). See benchmarks/bench_cpdm.py.
 TILE_SCRATCH_ELEMENTS = 1 << 23
 #: CPDM inference: fewest columns of the second set per tile (keeps the GEMMs efficient)
 MIN_TILE_COLS = 256
 
-
-def _chunks(n: int, chunk_size: Optional[int], n_cols: int = 1):
-    """Row blocks ``(start, end)``. ``chunk_size``: ``None`` = auto (about
-    :data:`AUTO_CHUNK_ELEMENTS` scratch entries per block for rows of ``n_cols`` entries, at least
-    64 rows), ``0`` = one block."""
-    if chunk_size is None:
-        step = max(64, AUTO_CHUNK_ELEMENTS // max(int(n_cols), 1))
-    else:
-        step = n if int(chunk_size) <= 0 else int(chunk_size)
-    for s in range(0, n, max(step, 1)):
-        yield s, min(n, s + step)
+#: implementations of the inference tiles' element-wise work (see :func:`resolve_backend`)
+BACKENDS = ("auto", "numba", "torch")
+_KERNEL: Any = None
 
 
-def _join(blocks, empty: Optional[torch.Tensor] = None) -> torch.Tensor:
-    if not blocks:
-        return empty
-    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, 0)
+def _compiled_kernel():
+    """The numba tile kernel (``reidlib.metrics._cpdm_kernel.cpdm_tile``), or None without numba."""
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            from reidlib.metrics._cpdm_kernel import cpdm_tile
+        except ImportError:
+            cpdm_tile = False
+        _KERNEL = cpdm_tile
+    return _KERNEL or None
 
 
-def _aug_parts(f: torch.Tensor, w: Optional[torch.Tensor], left: bool, layout: str = "stack") -> torch.Tensor:
-    """Augmented operands of the matrix-product distance form, all parts at once.
+def resolve_backend(backend: str = "auto") -> str:
+    """``"auto"`` -> the ``REIDLIB_CPDM_BACKEND`` environment variable if set, else ``"numba"``
+    when numba is installed (``pip install reidlib[fast]``), else ``"torch"``.
 
-    ``f [N, K, d]`` (K parts), ``w [N, K]`` per-image, per-part weights (``None`` = 1).
-    Per part, ``left`` rows are ``w [-2x, |x|^2, 1]`` and right rows ``w [x, 1, |x|^2]``, so
-    ``left(a) . right(b) = w_a w_b ||a - b||^2``; with ``w = s^2`` that is
-    ``(s_a s_b)^2 ||a - b||^2``, whose square root is ``s_a s_b ||a - b||`` (``s >= 0``).
-
-    ``layout="stack"`` -> ``[K, N, d+2]`` (one batched GEMM per block gives every part's matrix);
-    ``layout="cat"`` -> ``[N, K(d+2)]`` (one GEMM gives the sum over parts).
-
-    Without autograd the result is written in place into one buffer with a handful of vectorised
-    ops (large temporaries and many small ops both cost more than the arithmetic here).
+    The backend only changes the element-wise part of the true-Euclidean inference tiles on the
+    CPU (square roots, sum over parts, eq. 4 division): ``"numba"`` does it in one compiled pass,
+    ``"torch"`` in four tensor ops (bit for bit the implementation of earlier releases). Both use
+    the same matrix products (the compiled path batches MUSP's global one with the parts) and the
+    same order of sums; the compiled square root is the correctly rounded one while torch's (MKL's
+    vector sqrt) is not, and the eq. (4) denominator is a plain sum instead of a GEMM's fused
+    multiply-adds, so results agree within float32 rounding (a few ulp; the tests hold both to a
+    float64 per-pair loop, ``benchmarks/bench_cpdm.py`` reports the largest difference). The
+    squared variant, autograd (training) and non-CPU tensors always use torch. Set
+    ``REIDLIB_CPDM_BACKEND=torch`` to reproduce numbers computed with the torch path bit for bit.
     """
-    N, K, d = f.shape
-    ft = f.transpose(0, 1)                                                 # [K, N, d] view
-    wt = None if w is None else w.t()                                      # [K, N]
-    if torch.is_grad_enabled() and (f.requires_grad or (w is not None and w.requires_grad)):
-        n2 = (ft * ft).sum(-1, keepdim=True)                               # [K, N, 1]
-        one = torch.ones_like(n2)
-        o = torch.cat([-2.0 * ft, n2, one] if left else [ft, one, n2], dim=2)
-        if wt is not None:
-            o = o * wt.unsqueeze(-1)
-        return o if layout == "stack" else o.transpose(0, 1).reshape(N, K * (d + 2))
-    if layout == "stack":
-        buf = torch.empty(K, N, d + 2, dtype=f.dtype, device=f.device)
-        v = buf
-    else:
-        buf = torch.empty(N, K, d + 2, dtype=f.dtype, device=f.device)
-        v = buf.transpose(0, 1)                                            # [K, N, d+2] view
-    n2 = torch.linalg.vector_norm(ft, dim=2).square_()                     # [K, N]
-    c = -2.0 if left else 1.0
-    i_n2, i_one = (d, d + 1) if left else (d + 1, d)
-    if wt is None:
-        torch.mul(ft, c, out=v[:, :, :d])
-        v[:, :, i_n2].copy_(n2)
-        v[:, :, i_one].fill_(1.0)
-    else:
-        torch.mul(ft, (wt * c).unsqueeze(-1), out=v[:, :, :d])
-        torch.mul(n2, wt, out=v[:, :, i_n2])
-        v[:, :, i_one].copy_(wt)
-    return buf if layout == "stack" else buf.view(N, K * (d + 2))
-
-
-def _aug(x: torch.Tensor, w: Optional[torch.Tensor], left: bool) -> torch.Tensor:
-    """One feature set ``x [N, d]`` -> ``[N, d+2]`` (see :func:`_aug_parts`)."""
-    return _aug_parts(x.unsqueeze(1), None if w is None else w.unsqueeze(1), left, layout="cat")
+    if backend == "auto":
+        backend = os.environ.get("REIDLIB_CPDM_BACKEND", "auto") or "auto"
+        if backend not in BACKENDS:
+            raise ValueError(f"REIDLIB_CPDM_BACKEND={backend!r}; expected one of {BACKENDS}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
+    if backend == "torch":
+        return "torch"
+    if _compiled_kernel() is None:
+        if backend == "numba":
+            raise ImportError("backend='numba' needs numba (pip install numba); backend='auto' falls back to torch")
+        return "torch"
+    return "numba"
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +111,7 @@ def area_ratios(masks: ArrayLike) -> torch.Tensor:
     Zero-area guard: an image whose masks are all zero gets ``[1, 0, ..., 0]`` (global only), so
     CPDM falls back to the global distance for it. numpy or torch in, torch out (same device).
     """
-    m = _as_tensor(masks)
+    m = as_tensor(masks)
     if m.dim() != 4:
         raise ValueError(f"masks must be [N, K, h, w], got shape {tuple(m.shape)}")
     areas = m.abs().sum(dim=(2, 3))                       # [N, K]
@@ -182,36 +121,11 @@ def area_ratios(masks: ArrayLike) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# plain distances
-# --------------------------------------------------------------------------------------------
-def euclidean_distance(a: ArrayLike, b: ArrayLike, *, squared: bool = False,
-                       chunk_size: Optional[int] = None) -> torch.Tensor:
-    """Pairwise (squared) Euclidean distances ``[Na, Nb]`` of ``a [Na, D]`` and ``b [Nb, D]``.
-
-    Matrix-product form ``||a||^2 + ||b||^2 - 2 a.b`` (one GEMM per chunk of ``chunk_size`` rows of
-    ``a``), clamped at 0 before the square root. Inputs with more than two dimensions are flattened
-    after the first (``[N, P, d] -> [N, P*d]``: Table 2's "w/ Cat" of SPAN).
-    """
-    a = _as_tensor(a)
-    return _euclid_against(a, _EuclidSide(_as_tensor(b, like=a)), squared=squared, chunk_size=chunk_size)
-
-
-def cosine_distance(a: ArrayLike, b: ArrayLike, *, chunk_size: Optional[int] = None) -> torch.Tensor:
-    """``1 - cos(a, b)`` ``[Na, Nb]`` of the flattened features (``[N, P, d] -> [N, P*d]``)."""
-    a = _as_tensor(a)
-    b = _as_tensor(b, like=a)
-    a = torch.nn.functional.normalize(a.reshape(a.shape[0], -1), dim=1)
-    b = torch.nn.functional.normalize(b.reshape(b.shape[0], -1), dim=1).t()
-    out = [1.0 - a[s:e] @ b for s, e in _chunks(a.shape[0], chunk_size, b.shape[1])]
-    return _join(out, a.new_zeros(0, b.shape[1]))
-
-
-# --------------------------------------------------------------------------------------------
 # CPDM
 # --------------------------------------------------------------------------------------------
 def cpdm_distance(feats_a: ArrayLike, ar_a: ArrayLike, feats_b: ArrayLike, ar_b: ArrayLike, *,
                   squared: bool = False, global_weight: Optional[float] = None,
-                  chunk_size: Optional[int] = None) -> torch.Tensor:
+                  chunk_size: Optional[int] = None, backend: str = "auto") -> torch.Tensor:
     """CPDM distance matrix ``[Na, Nb]`` (SPAN eqs. 4-5; MUSP eqs. 9-10 with ``global_weight``).
 
     Args:
@@ -235,6 +149,8 @@ def cpdm_distance(feats_a: ArrayLike, ar_a: ArrayLike, feats_b: ArrayLike, ar_b:
             rows x as many columns as fit :data:`TILE_SCRATCH_ELEMENTS` scratch entries, so the
             extra memory beyond the ``[Na, Nb]`` result is bounded (32 MB by default). With
             autograd (training) row blocks are used and concatenated.
+        backend: ``"auto"`` / ``"numba"`` / ``"torch"``: who does the element-wise work of the
+            true-Euclidean inference tiles on the CPU (:func:`resolve_backend`; same results).
 
     Disjoint views (every part product ``AR_a,i AR_b,i = 0`` for ``i >= 1``): only the global term
     remains -- in the default variant ``w_0 = 1`` (SPAN Sec. 3.3, "Discussion"), in the MUSP
@@ -242,7 +158,8 @@ def cpdm_distance(feats_a: ArrayLike, ar_a: ArrayLike, feats_b: ArrayLike, ar_b:
     ``AR_0 > 0`` (a ``ValueError`` otherwise), which makes the eq. (4) denominator positive.
 
     Returns a torch tensor (``feats_a``'s device and floating dtype; numpy inputs are converted,
-    integer inputs become float32). Differentiable w.r.t. features and area ratios; the square
+    integer and half-precision (float16, bfloat16) inputs are computed in float32: squared norms
+    of ordinary features overflow float16). Differentiable w.r.t. features and area ratios; the square
     root has gradient 0 at a zero distance (no NaN).
 
     Implementation: with non-negative per-image scales ``s`` the product
@@ -251,14 +168,19 @@ def cpdm_distance(feats_a: ArrayLike, ar_a: ArrayLike, feats_b: ArrayLike, ar_b:
     part, accumulated in place; the eq. (4) denominator is the small product ``AR_a @ AR_b^T``.
     FLOPs are those of one Euclidean matrix on the concatenated ``P*d`` features; no
     ``[Na, Nb, P]`` or ``[Na, Nb, P, d]`` tensor exists. In the squared variant all parts share a
-    single GEMM of inner size ``P (d + 2)`` (weights ``s`` instead of ``s^2``). Precision is that of
+    single GEMM of inner size ``P (d + 2)`` (weights ``s`` instead of ``s^2``). Per inference tile,
+    the true-Euclidean variant's square roots, sum over parts and eq. (4) division run in one
+    compiled pass with numba (:mod:`reidlib.metrics._cpdm_kernel`; MUSP's global term is one more
+    slice of the same batched GEMM), else as torch ops; the GEMMs are torch's either way
+    (``benchmarks/bench_cpdm.py`` times both). Precision is that of
     the matrix-product form (as ``torch.cdist``): in float32, distances of near-identical vectors
     carry an absolute error of order ``sqrt(eps) * ||f||``.
     """
-    fa = _as_tensor(feats_a)
-    ra = _as_tensor(ar_a, like=fa)
-    side_b = _CPDMSide(feats_b, ar_b, like=fa, squared=squared, global_weight=global_weight)
-    return _cpdm_against(fa, ra, side_b, chunk_size=chunk_size)
+    chunk_size = check_chunk_size(chunk_size)
+    fa = as_tensor(feats_a)
+    ra = as_tensor(ar_a, like=fa)
+    side_b = CPDMOperand(feats_b, ar_b, like=fa, squared=squared, global_weight=global_weight, backend=backend)
+    return cpdm_against(fa, ra, side_b, chunk_size=chunk_size, backend=backend)
 
 
 def _check_ar(ar: torch.Tensor, global_weight: Optional[float]) -> None:
@@ -269,15 +191,16 @@ def _check_ar(ar: torch.Tensor, global_weight: Optional[float]) -> None:
             raise ValueError("the default CPDM (SPAN eq. 4) needs AR_0 > 0 (the global area ratio is 1)")
 
 
-class _CPDMSide:
+class CPDMOperand:
     """The second operand of CPDM, prepared once: per-part augmented matrices (see
     :func:`cpdm_distance`, "Implementation"), the transposed area ratios and the global operand.
-    :class:`Distance` caches it for the gallery, which the evaluator passes with every query chunk."""
+    :class:`reidlib.metrics.distance.Distance` caches it for the gallery, which the evaluator passes
+    with every query chunk."""
 
     def __init__(self, feats: ArrayLike, ar: ArrayLike, *, like: Optional[torch.Tensor] = None,
-                 squared: bool = False, global_weight: Optional[float] = None):
-        fb = _as_tensor(feats) if like is None else _as_tensor(feats, like=like)
-        rb = _as_tensor(ar, like=fb)
+                 squared: bool = False, global_weight: Optional[float] = None, backend: str = "auto"):
+        fb = as_tensor(feats) if like is None else as_tensor(feats, like=like)
+        rb = as_tensor(ar, like=fb)
         if fb.dim() != 3:
             raise ValueError(f"feats must be [N, P, d], got {tuple(fb.shape)}")
         Nb, P, _ = fb.shape
@@ -296,17 +219,58 @@ class _CPDMSide:
         self.parts = slice(0, P) if global_weight is None else slice(1, P)
         fp, rp = fb[:, self.parts], rb[:, self.parts]                                  # [Nb, K, d], [Nb, K]
         self.ar_t = rp.t()                                                             # [K, Nb]
+        K = rp.shape[1]
+        # the compiled tiles take the MUSP global slice in the same buffer as the parts (one GEMM);
+        # the torch tiles keep it apart (as always: bit-identical results)
+        fuse = _fuse_global(global_weight, backend, fb)
+        self.right_all = None                                                          # [T, d+2, Nb]
+        self.right_g = None                                                            # [d+2, Nb]
         if squared:       # one GEMM for all parts: [K(d+2), Nb]
-            self.right = _aug_parts(fp, rp, left=False, layout="cat").t()
+            self.right = aug_parts(fp, rp, left=False, layout="cat").t()
         else:             # one batched GEMM: [K, d+2, Nb]
-            self.right = _aug_parts(fp, rp * rp, left=False, layout="stack").transpose(1, 2)
-        self.right_g = _aug(fb[:, 0], None, left=False).t() if global_weight is not None else None
+            stack = _stacked(fp, rp * rp, fb[:, 0] if fuse else None, left=False)     # None under autograd
+            if stack is None:
+                self.right = aug_parts(fp, rp * rp, left=False, layout="stack").transpose(1, 2)
+            else:
+                self.right = stack[:K].transpose(1, 2)
+                if global_weight is None or fuse:
+                    self.right_all = stack.transpose(1, 2)
+                if fuse:
+                    self.right_g = stack[K].t()
+        if global_weight is not None and self.right_g is None:
+            self.right_g = aug(fb[:, 0], None, left=False).t()
         self.requires_grad = fb.requires_grad or rb.requires_grad
 
 
-def _cpdm_against(fa: torch.Tensor, ra: torch.Tensor, side: _CPDMSide, *,
-                  chunk_size: Optional[int], scratch: Optional[dict] = None) -> torch.Tensor:
-    """CPDM of ``fa [Na,P,d]`` / ``ra [Na,P]`` against a prepared second operand -> ``[Na, Nb]``."""
+def _fuse_global(global_weight: Optional[float], backend: str, f: torch.Tensor) -> bool:
+    """Whether the MUSP global operand shares the parts' buffer (compiled tiles on the CPU)."""
+    return global_weight is not None and f.device.type == "cpu" and resolve_backend(backend) == "numba"
+
+
+def _stacked(fp: torch.Tensor, w: torch.Tensor, f0: Optional[torch.Tensor], left: bool) -> Optional[torch.Tensor]:
+    """Augmented operands ``[T, N, d+2]`` of the true-Euclidean variant in ONE buffer: the ``K``
+    weighted parts of ``fp [N, K, d]`` (weights ``w [N, K]``), then (``f0 [N, d]`` given, MUSP)
+    the unweighted global feature, so one batched GEMM yields all ``T = K (+1)`` matrices (an even
+    batch splits evenly over the BLAS threads; 3 parts + a separate global GEMM do not). Each
+    slice holds exactly what :func:`aug_parts` / :func:`aug` give alone. ``None`` under autograd."""
+    if torch.is_grad_enabled() and (fp.requires_grad or w.requires_grad or (f0 is not None and f0.requires_grad)):
+        return None
+    N, K, d = fp.shape
+    buf = torch.empty(K + (f0 is not None), N, d + 2, dtype=fp.dtype, device=fp.device)
+    aug_parts(fp, w, left=left, layout="stack", out=buf[:K])
+    if f0 is not None:
+        aug_parts(f0.unsqueeze(1), None, left=left, layout="stack", out=buf[K:])
+    return buf
+
+
+def cpdm_against(fa: torch.Tensor, ra: torch.Tensor, side: CPDMOperand, *,
+                 chunk_size: Optional[int], scratch: Optional[dict] = None,
+                 backend: str = "auto") -> torch.Tensor:
+    """CPDM (SPAN eqs. 4-5 / MUSP eqs. 9-10) of ``fa [Na,P,d]`` / ``ra [Na,P]`` (torch, the
+    operand's dtype and device) against a prepared second operand -> ``[Na, Nb]``. ``chunk_size``
+    and ``backend`` as in :func:`cpdm_distance`; ``scratch``: a dict that keeps the inference tile
+    buffer between calls."""
+    backend = resolve_backend(backend)
     if fa.dim() != 3 or tuple(fa.shape[1:]) != side.shape[1:]:
         raise ValueError(f"feats must be [N, P, d] with equal P, d; got {tuple(fa.shape)} and {side.shape}")
     Na, P, _ = fa.shape
@@ -320,67 +284,131 @@ def _cpdm_against(fa: torch.Tensor, ra: torch.Tensor, side: _CPDMSide, *,
     tiny = torch.finfo(fa.dtype).tiny
     grad = torch.is_grad_enabled() and (fa.requires_grad or ra.requires_grad or side.requires_grad)
     # left operands for all rows at once (small: Na x K x (d+2))
+    left_all = left_g = None                                                           # [T, Na, d+2], [Na, d+2]
     if squared:
-        left = _aug_parts(fp, rp, left=True, layout="cat")                             # [Na, K(d+2)]
+        left = aug_parts(fp, rp, left=True, layout="cat")                             # [Na, K(d+2)]
+    elif not grad:
+        fuse = _fuse_global(g, backend, fa) and side.right_all is not None
+        stack = _stacked(fp, rp * rp, fa[:, 0] if fuse else None, left=True)
+        left = stack[:K]                                                               # [K, Na, d+2]
+        if g is None or fuse:
+            left_all = stack
+        if fuse:
+            left_g = stack[K]
     else:
-        left = _aug_parts(fp, rp * rp, left=True, layout="stack")                      # [K, Na, d+2]
-    left_g = _aug(fa[:, 0], None, left=True) if g is not None else None                # [Na, d+2]
+        left = aug_parts(fp, rp * rp, left=True, layout="stack")                      # [K, Na, d+2]
+    if g is not None and left_g is None:
+        left_g = aug(fa[:, 0], None, left=True)
 
     if not grad:
-        return _cpdm_inference(left, left_g, rp, side, Na, chunk_size, scratch)
+        return _cpdm_inference(left, left_g, rp, side, Na, chunk_size, scratch, backend, left_all)
 
     # Training path (autograd): functional ops, safe square root, chunks concatenated.
     out = []
-    for s, e in _chunks(Na, chunk_size, (1 if squared else K) * Nb):
+    for s, e in row_blocks(Na, chunk_size, (1 if squared else K) * Nb):
         den = rp[s:e] @ side.ar_t                                                         # [n, Nb] eq. (4)/(9)
         if squared:
             num = (left[s:e] @ side.right).clamp_min(0)
         else:
-            num = _sqrt(torch.bmm(left[:, s:e], side.right)).sum(0)
+            num = sqrt_clamped(torch.bmm(left[:, s:e], side.right)).sum(0)
         if g is None:
             d = num / den
         else:
             d = num / den.clamp_min(tiny)
             dg = left_g[s:e] @ side.right_g
-            d = d + g * (dg.clamp_min(0) if squared else _sqrt(dg))
+            d = d + g * (dg.clamp_min(0) if squared else sqrt_clamped(dg))
         out.append(d)
-    return _join(out, fa.new_zeros(0, Nb))
+    return join_rows(out, fa.new_zeros(0, Nb))
 
 
-def _cpdm_inference(left, left_g, rp, side: _CPDMSide, Na: int, chunk_size: Optional[int],
-                    scratch: Optional[dict] = None) -> torch.Tensor:
-    """No-autograd CPDM: 2-D tiles (rows of the first set x columns of the second).
-
-    Each tile's per-part matrices come from one batched GEMM into one reused scratch buffer
-    (about :data:`TILE_SCRATCH_ELEMENTS` entries: bounded memory, no large temporary faulted in
-    per block), followed by clamp / sqrt / sum / divide, and the tile is written once into the
-    preallocated ``[Na, Nb]`` result. The GEMM FLOPs equal one concatenated Euclidean matrix.
-    ``chunk_size`` = rows per tile (``None``: :data:`AUTO_ROWS`, ``0``: all rows). ``scratch``: a
-    dict in which the buffer is kept for the next call (:class:`Distance` passes one, so repeated
-    query chunks do not fault in a fresh buffer each time).
-    """
-    Nb = side.shape[0]
-    squared, g = side.squared, side.global_weight
-    K = rp.shape[1]
-    dtype, device = rp.dtype, rp.device
-    tiny = torch.finfo(dtype).tiny
-    res = torch.empty(Na, Nb, dtype=dtype, device=device)
-    if Na == 0 or Nb == 0:
-        return res
-    rows = AUTO_ROWS if chunk_size is None else (Na if int(chunk_size) <= 0 else int(chunk_size))
-    rows = max(1, min(rows, Na))
-    slots = (1 if squared else K) + 1                        # per-part matrices + one accumulator
-    cols = max(MIN_TILE_COLS, TILE_SCRATCH_ELEMENTS // (slots * rows))
-    cols = min(cols, Nb)
-    need = slots * rows * cols
+def _tile_buffer(scratch: Optional[dict], need: int, dtype, device) -> torch.Tensor:
+    """A flat scratch buffer of at least ``need`` entries, reused from ``scratch`` when possible."""
     buf = None if scratch is None else scratch.get("buf")
     if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != device:
         buf = torch.empty(need, dtype=dtype, device=device)
         if scratch is not None:
             scratch["buf"] = buf
-    for s, e in _chunks(Na, rows):
+    return buf
+
+
+def _tile_shape(Na: int, Nb: int, chunk_size: Optional[int], slots: int, scratch_elements: int):
+    """``(rows, cols)`` of the inference tiles: ``chunk_size`` rows (``None``: :data:`AUTO_ROWS`,
+    ``0``: all) x as many columns as fit ``scratch_elements`` in ``slots`` matrices."""
+    rows = AUTO_ROWS if chunk_size is None else (Na if int(chunk_size) <= 0 else int(chunk_size))
+    rows = max(1, min(rows, Na))
+    cols = max(MIN_TILE_COLS, scratch_elements // (slots * rows))
+    return rows, min(cols, Nb)
+
+
+def _cpdm_inference(left, left_g, rp, side: CPDMOperand, Na: int, chunk_size: Optional[int],
+                    scratch: Optional[dict] = None, backend: str = "torch", left_all=None) -> torch.Tensor:
+    """No-autograd CPDM: 2-D tiles (rows of the first set x columns of the second).
+
+    Each tile's per-part matrices come from one batched GEMM into one reused scratch buffer
+    (bounded memory, no large temporary faulted in per block), the eq. (4)/(9) weights and the sum
+    over parts follow, and the tile is written once into the preallocated ``[Na, Nb]`` result.
+    The GEMM FLOPs equal one concatenated Euclidean matrix. ``chunk_size`` = rows per tile
+    (``None``: :data:`AUTO_ROWS`, ``0``: all rows). ``scratch``: a dict in which the buffer is kept
+    for the next call (``Distance`` passes one, so repeated query chunks do not fault in a fresh
+    buffer each time).
+
+    ``backend="numba"`` (true Euclidean, CPU, float32/float64, stacked operands ``left_all`` /
+    ``side.right_all``): :func:`_tiles_numba`; else :func:`_tiles_torch` (bit for bit the
+    implementation of earlier releases).
+    """
+    Nb = side.shape[0]
+    res = torch.empty(Na, Nb, dtype=rp.dtype, device=rp.device)                 # [Na, Nb]
+    if Na == 0 or Nb == 0:
+        return res
+    if (backend == "numba" and left_all is not None and side.right_all is not None
+            and rp.device.type == "cpu" and rp.dtype in (torch.float32, torch.float64)):
+        _tiles_numba(res, left_all, rp, side, chunk_size, scratch)
+    else:
+        _tiles_torch(res, left, left_g, rp, side, chunk_size, scratch)
+    return res
+
+
+def _tiles_numba(res, left_all, rp, side: CPDMOperand, chunk_size, scratch) -> None:
+    """Per tile: ONE batched GEMM of the K weighted parts (+ the global slice for MUSP) into one
+    scratch buffer ``[T, n, m]``, then :func:`reidlib.metrics._cpdm_kernel.cpdm_tile` computes the
+    eq. (4)/(9) denominators, square roots, sum and division in one pass, into ``res``. The
+    tiles hold about :data:`TILE_SCRATCH_ELEMENTS` entries of scratch, as in :func:`_tiles_torch`."""
+    Na, Nb = res.shape
+    g = side.global_weight
+    K = rp.shape[1]
+    T = K + (g is not None)                                   # per-part matrices (+ global)
+    dtype = rp.dtype
+    rows, cols = _tile_shape(Na, Nb, chunk_size, T, TILE_SCRATCH_ELEMENTS)
+    buf = _tile_buffer(scratch, T * rows * cols, dtype, rp.device)
+    kernel = _compiled_kernel()
+    res_np = res.numpy()
+    ar_a = rp.detach().contiguous().numpy()                                             # [Na, K]
+    ar_b_t = side.ar_t.detach().contiguous().numpy()                                    # [K, Nb]
+    floor = (np.float32 if dtype == torch.float32 else np.float64)(0 if g is None else torch.finfo(dtype).tiny)
+    for s, e in row_blocks(Na, rows):
         n = e - s
-        for c0, c1 in _chunks(Nb, cols):
+        for c0, c1 in row_blocks(Nb, cols):
+            m = c1 - c0
+            parts = buf[: T * n * m].view(T, n, m)
+            # (AR_a,i AR_b,i)^2 ||f_a,i - f_b,i||^2 for i < K, and (MUSP) ||f_a,0 - f_b,0||^2 last
+            torch.bmm(left_all[:, s:e], side.right_all[:, :, c0:c1], out=parts)
+            kernel(parts.numpy(), ar_a, ar_b_t, floor, 0.0 if g is None else g, res_np, s, c0)
+
+
+def _tiles_torch(res, left, left_g, rp, side: CPDMOperand, chunk_size, scratch) -> None:
+    """Per tile: GEMM(s) into a scratch buffer of about :data:`TILE_SCRATCH_ELEMENTS` entries,
+    then clamp / sqrt / sum / denominator GEMM / divide as torch ops."""
+    Na, Nb = res.shape
+    squared, g = side.squared, side.global_weight
+    K = rp.shape[1]
+    dtype, device = rp.dtype, rp.device
+    tiny = torch.finfo(dtype).tiny
+    slots = (1 if squared else K) + 1                        # per-part matrices + one accumulator
+    rows, cols = _tile_shape(Na, Nb, chunk_size, slots, TILE_SCRATCH_ELEMENTS)
+    buf = _tile_buffer(scratch, slots * rows * cols, dtype, device)
+    for s, e in row_blocks(Na, rows):
+        n = e - s
+        for c0, c1 in row_blocks(Nb, cols):
             m = c1 - c0
             acc = buf[: n * m].view(n, m)
             work = buf[n * m: n * m * slots]
@@ -402,213 +430,12 @@ def _cpdm_inference(left, left_g, rp, side: _CPDMSide, Na: int, chunk_size: Opti
                 if not squared:
                     glob.sqrt_()
                 r.add_(glob, alpha=g)                                      # + g ||f_a,0 - f_b,0||
-    return res
 
 
-# --------------------------------------------------------------------------------------------
-# named distances for the evaluator
-# --------------------------------------------------------------------------------------------
-FeatTuple = Tuple[ArrayLike, Optional[ArrayLike]]
-
-#: distance names understood by :func:`build_distance`
-DISTANCES = ("euclidean", "sqeuclidean", "cosine", "cpdm", "cpdm_musp", "cpdm_musp_code")
-
-_OPTIONS = {
-    "euclidean": ("chunk_size",),
-    "sqeuclidean": ("chunk_size",),
-    "cosine": ("chunk_size",),
-    "cpdm": ("chunk_size", "squared"),
-    "cpdm_musp": ("chunk_size", "squared", "global_weight"),
-    "cpdm_musp_code": ("chunk_size", "global_weight"),
-}
-
-
-def _unpack(x, name: str):
-    if isinstance(x, (tuple, list)) and len(x) == 2:
-        return x[0], x[1]
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        return x, None
-    raise TypeError(f"distance {name!r} expects (feats [N,P,d], area_ratios [N,P] or None), got {type(x).__name__}")
-
-
-def _need_ar(ar, name: str):
-    if ar is None:
-        raise ValueError(f"distance {name!r} needs area ratios; the model returned area_ratios=None "
-                         "(use 'euclidean' for models without parts)")
-    return ar
-
-
-def _l1_kept(ar: torch.Tensor) -> torch.Tensor:
-    """Area ratios with columns 1.. L1-normalised per image (MUSP code); column 0 kept."""
+def l1_kept_ratios(ar: torch.Tensor) -> torch.Tensor:
+    """Area ratios ``[N, P]`` with columns 1.. L1-normalised per image, column 0 kept (the ratios
+    of MUSP's public code, ``cpdm_musp_code`` in :mod:`reidlib.metrics.distance`). Eq. (9) is
+    invariant to this per-image scale; it only makes intermediate ratios match the code's."""
     kept = ar[:, 1:]
     kept = kept / kept.sum(1, keepdim=True).clamp_min(torch.finfo(ar.dtype).tiny)
     return torch.cat([ar[:, :1], kept], dim=1)
-
-
-class _EuclidSide:
-    """Flattened, augmented second operand of the (squared) Euclidean matrix, ``[P*d+2, Nb]``."""
-
-    def __init__(self, feats: ArrayLike):
-        b = _as_tensor(feats)
-        self.feats = b.reshape(b.shape[0], -1)
-        self.right = _aug(self.feats, None, left=False).t()
-
-
-def _euclid_against(a: ArrayLike, side: _EuclidSide, *, squared: bool, chunk_size: Optional[int]) -> torch.Tensor:
-    b = side.feats
-    a = _as_tensor(a, like=b)
-    a = a.reshape(a.shape[0], -1)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
-    left = _aug(a, None, left=True)                          # [Na, D+2]
-    if not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
-        res = torch.empty(a.shape[0], b.shape[0], dtype=a.dtype, device=a.device)
-        for s, e in _chunks(a.shape[0], chunk_size, b.shape[0]):
-            r = torch.mm(left[s:e], side.right, out=res[s:e]).clamp_min_(0)
-            if not squared:
-                r.sqrt_()
-        return res
-    out = []
-    for s, e in _chunks(a.shape[0], chunk_size, b.shape[0]):
-        d2 = left[s:e] @ side.right                           # [n, Nb]
-        out.append(d2.clamp_min(0) if squared else _sqrt(d2))
-    return _join(out, a.new_zeros(0, b.shape[0]))
-
-
-def _cache_key(g0, g1):
-    """Identity + version key of torch gallery tensors; ``None`` (no caching) for numpy inputs."""
-    objs = (g0,) if g1 is None else (g0, g1)
-    if not all(isinstance(t, torch.Tensor) for t in objs):
-        return None
-    return tuple((id(t), t.data_ptr(), tuple(t.shape), t.dtype, t.device, t._version) for t in objs)
-
-
-class Distance:
-    """A named distance ``dist(q, g) -> Tensor[Nq, Ng]`` built by :func:`build_distance`.
-
-    ``q`` and ``g`` are ``(feats [N, P, d], area_ratios [N, P] or None)``; a bare feature array is
-    accepted as ``(feats, None)``. With ``cache=True`` (default) the prepared gallery operand
-    (augmented per-part matrices, about the size of the gallery features) is kept between calls
-    while ``g`` is the same torch tensor(s), unmodified (identity, storage and version counter);
-    the evaluator passes the same gallery with every query chunk. numpy galleries are not cached.
-    :meth:`clear_cache` frees it.
-    """
-
-    def __init__(self, name: str, *, cache: bool = True, **kw):
-        if name not in _OPTIONS:
-            raise ConfigError(f"unknown distance {name!r}; choose one of {list(DISTANCES)}")
-        bad = sorted(set(kw) - set(_OPTIONS[name]))
-        if bad:
-            raise ConfigError(f"unknown option(s) {bad} for distance {name!r}; allowed: "
-                              f"{sorted(_OPTIONS[name]) + ['cache']}")
-        self.name = name
-        self.kwargs = dict(kw)
-        self.cache = bool(cache)
-        self._key = None
-        self._side = None
-        self._refs = ()
-        self._scratch: dict = {}
-
-    def clear_cache(self) -> None:
-        self._key, self._side, self._refs, self._scratch = None, None, (), {}
-
-    def __repr__(self) -> str:
-        kw = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
-        return f"Distance({self.name!r}{', ' + kw if kw else ''})"
-
-    # -- gallery preparation ---------------------------------------------------------------
-    def _prepare(self, g0, g1):
-        name, kw = self.name, self.kwargs
-        if name in ("euclidean", "sqeuclidean"):
-            return _EuclidSide(g0)
-        if name == "cosine":
-            b = _as_tensor(g0)
-            return torch.nn.functional.normalize(b.reshape(b.shape[0], -1), dim=1).t()
-        fb = _as_tensor(g0)
-        rb = _as_tensor(_need_ar(g1, name), like=fb)
-        P = fb.shape[1]
-        if name == "cpdm":
-            return _CPDMSide(fb, rb, squared=kw.get("squared", False))
-        if P < 2:
-            raise ValueError(f"distance {name!r} needs P >= 2 parts (global + kept parts), got P={P}")
-        if name == "cpdm_musp":
-            return _CPDMSide(fb, rb, squared=kw.get("squared", False),
-                             global_weight=kw.get("global_weight", 1.0 / (P - 1)))
-        # cpdm_musp_code: L2-normalised features, L1-normalised kept area ratios, squared distance
-        return _CPDMSide(_l2n(fb), _l1_kept(rb), squared=True,
-                         global_weight=kw.get("global_weight", (1.0 / (P - 1)) ** 2))
-
-    def _side_for(self, g0, g1):
-        key = _cache_key(g0, g1) if self.cache else None
-        if key is not None and key == self._key and all(r() is not None for r in self._refs):
-            return self._side
-        side = self._prepare(g0, g1)
-        if key is not None:
-            self._key, self._side = key, side
-            self._refs = tuple(weakref.ref(t) for t in (g0, g1) if t is not None)
-        return side
-
-    # -- call ----------------------------------------------------------------------------------
-    def __call__(self, q: FeatTuple, g: FeatTuple) -> torch.Tensor:
-        q0, q1 = _unpack(q, self.name)
-        g0, g1 = _unpack(g, self.name)
-        side = self._side_for(g0, g1)
-        cs = self.kwargs.get("chunk_size")
-        name = self.name
-        if name in ("euclidean", "sqeuclidean"):
-            return _euclid_against(q0, side, squared=name == "sqeuclidean", chunk_size=cs)
-        if name == "cosine":
-            a = _as_tensor(q0, like=side)
-            a = torch.nn.functional.normalize(a.reshape(a.shape[0], -1), dim=1)
-            out = [1.0 - a[s:e] @ side for s, e in _chunks(a.shape[0], cs, side.shape[1])]
-            return _join(out, a.new_zeros(0, side.shape[1]))
-        fa = _as_tensor(q0, like=side.feats)
-        ra = _as_tensor(_need_ar(q1, name), like=fa)
-        if name == "cpdm_musp_code":
-            fa, ra = _l2n(fa), _l1_kept(ra)
-        return _cpdm_against(fa, ra, side, chunk_size=cs, scratch=self._scratch if self.cache else None)
-
-
-def _l2n(f: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(f, dim=-1)
-
-
-def build_distance(name: str, **kw) -> Distance:
-    """Return the named inference distance ``dist(q, g) -> Tensor[Nq, Ng]`` (a :class:`Distance`).
-
-    ``q`` and ``g`` are tuples ``(feats [N, P, d], area_ratios [N, P] or None)`` (numpy or torch),
-    exactly what ``reidlib.metrics.rank.evaluate_features(..., distance=dist)`` passes.
-
-    ============================  ===============================================================
-    name                          distance
-    ============================  ===============================================================
-    ``"euclidean"``               true Euclidean of the flattened ``[N, P*d]`` features (the
-                                  concatenation; SPAN Table 2 "w/ Cat"; the baseline for P = 1)
-    ``"sqeuclidean"``             its square
-    ``"cosine"``                  ``1 - cos`` of the flattened ``[N, P*d]`` features
-    ``"cpdm"``                    SPAN eqs. (4)-(5), true Euclidean (``squared=True`` allowed)
-    ``"cpdm_musp"``               MUSP text, eqs. (9)-(10): part weights over parts 1..P-1, global
-                                  weight ``1/(P-1)``, true Euclidean
-    ``"cpdm_musp_code"``          MUSP public code as described in REFERENCE.md (see below)
-    ============================  ===============================================================
-
-    ``"cpdm_musp_code"`` implements::
-
-        f^_i  = f_i / ||f_i||_2                          (every part, global included)
-        AR~_i = AR_i / sum_{j>=1} AR_j                   (L1 over the kept parts, i >= 1)
-        w_i   = AR~_a,i AR~_b,i / sum_{j>=1} AR~_a,j AR~_b,j
-        D     = sum_{i>=1} w_i ||f^_a,i - f^_b,i||^2 + (1/(P-1))^2 ||f^_a,0 - f^_b,0||^2
-
-    i.e. L2-normalised features, squared Euclidean, and the effective global weight
-    ``(1/(n-1))^2`` that REFERENCE.md reports for the code (the text says ``1/(n-1)``), with
-    ``P - 1 = n - 1`` kept parts. The L1 normalisation of the area ratios leaves ``w_i`` unchanged
-    (eq. 9 is invariant to a per-image scale of the ratios); it is applied so that intermediate
-    ratios match the code's. This follows REFERENCE.md's description of the code; we did not
-    re-derive it from the code line by line.
-
-    Options: ``chunk_size`` (all; rows of ``q`` per block; default ``None`` = auto, about 8M matrix entries per block); ``squared`` (``"cpdm"``,
-    ``"cpdm_musp"``); ``global_weight`` (``"cpdm_musp"``, ``"cpdm_musp_code"``: overrides the
-    default); ``cache`` (all; see :class:`Distance`). Unknown names or options raise
-    :class:`reidlib.errors.ConfigError`.
-    """
-    return Distance(name, **kw)

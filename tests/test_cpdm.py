@@ -1,11 +1,22 @@
-"""CPDM (SPAN eqs. 4-5, MUSP eqs. 9-10) and the named distances of reidlib.cpdm."""
+"""CPDM (SPAN eqs. 4-5, MUSP eqs. 9-10) of reidlib.cpdm, and the named distances built on it."""
 import math
 
 import pytest
 import torch
 
-from reidlib.cpdm import area_ratios, build_distance, cpdm_distance, cosine_distance, euclidean_distance
+from reidlib.cpdm import area_ratios, cpdm_distance
+from reidlib.metrics.distance import build_distance
+from reidlib.metrics.pairwise import cosine_distance, euclidean_distance
 from reidlib.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, params=["torch", "numba"])
+def cpdm_backend(request, monkeypatch):
+    """Every test here runs on both implementations of the inference tiles (numba is in the lock)."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("REIDLIB_CPDM_BACKEND", request.param)
+    return request.param
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,3 +259,77 @@ def test_build_distance_errors_and_cache():
     torch.testing.assert_close(dist((fa[:2], ra[:2]), (fb, rb)), cpdm_distance(fa[:2], ra[:2], fb, rb))
     assert not torch.allclose(first, dist((fa[:2], ra[:2]), (fb, rb)))
     assert "cpdm" in repr(dist)
+
+
+# ---------------------------------------------------------------------------------------------
+# the two backends of the inference tiles
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("g", [None, 1.0 / 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backends_agree_with_the_loop_and_each_other(g, dtype):
+    fa, ra, fb, rb = random_inputs(29, 41, 4, 6, seed=13, drop=0.5)      # many absent parts: zeros
+    fb[:3], rb[:3] = fa[:3], ra[:3]                                      # duplicates: zero distances
+    fa, ra, fb, rb = (x.to(dtype) for x in (fa, ra, fb, rb))
+    want = loop_cpdm(fa, ra, fb, rb, g=g)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    dup = torch.zeros(29, 41, dtype=torch.bool)
+    dup[torch.arange(3), torch.arange(3)] = True
+    got = {}
+    for backend in ("torch", "numba"):
+        got[backend] = cpdm_distance(fa, ra, fb, rb, global_weight=g, chunk_size=7, backend=backend)
+        assert got[backend].dtype == dtype
+        torch.testing.assert_close(got[backend].double()[~dup], want[~dup], rtol=tol, atol=tol)
+        # duplicates: 0 up to the matrix-product form's cancellation, sqrt(eps) * |f| (docstring)
+        assert torch.all(got[backend][dup].abs() < 8 * torch.finfo(dtype).eps ** 0.5)
+    # same GEMMs, same order of sums: only the square root's / denominator's last bit may differ
+    eps = torch.finfo(dtype).eps
+    assert torch.all((got["numba"] - got["torch"]).abs() <= 8 * eps * got["torch"].abs().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("g", [None, 0.5])
+def test_nan_features_give_nan_distances(g):
+    fa, ra, fb, rb = random_inputs(3, 5, 4, 3, seed=2)
+    fb[1, 2, 0] = float("nan")
+    d = cpdm_distance(fa, ra, fb, rb, global_weight=g)
+    assert torch.isnan(d[:, 1]).all()                    # NaN * weight 0 is NaN: never a finite distance
+    assert torch.isfinite(d[:, [0, 2, 3, 4]]).all()
+
+
+def test_backend_resolution(monkeypatch):
+    import reidlib.cpdm as cpdm_mod
+    monkeypatch.delenv("REIDLIB_CPDM_BACKEND")
+    assert cpdm_mod.resolve_backend("torch") == "torch"
+    assert cpdm_mod.resolve_backend("auto") == "numba"                  # numba is in the lock
+    with pytest.raises(ValueError, match="backend='cuda'"):
+        cpdm_mod.resolve_backend("cuda")
+    monkeypatch.setenv("REIDLIB_CPDM_BACKEND", "fast")
+    with pytest.raises(ValueError, match="REIDLIB_CPDM_BACKEND='fast'"):
+        cpdm_mod.resolve_backend("auto")
+    monkeypatch.delenv("REIDLIB_CPDM_BACKEND")
+    monkeypatch.setattr(cpdm_mod, "_KERNEL", False)                     # as if numba were missing
+    assert cpdm_mod.resolve_backend("auto") == "torch"
+    with pytest.raises(ImportError, match="numba"):
+        cpdm_mod.resolve_backend("numba")
+    fa, ra, fb, rb = random_inputs(4, 6, 4, 3, seed=4)
+    torch.testing.assert_close(cpdm_distance(fa, ra, fb, rb).double(), loop_cpdm(fa, ra, fb, rb),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_jit_falls_back_to_no_cache_without_a_writable_location(monkeypatch):
+    numba = pytest.importorskip("numba")
+    from numba.core import caching
+
+    from reidlib.metrics.jit import njit_cached
+
+    def twice(x):
+        return 2 * x
+
+    with monkeypatch.context() as mp:
+        mp.setattr(caching.CacheImpl, "_locator_classes", [])             # nowhere to write
+        mp.setattr(numba.config, "CACHE_LOCATOR_CLASSES", "", raising=False)
+        with pytest.raises(RuntimeError, match="cannot cache"):
+            numba.njit(cache=True)(twice)
+        fn = njit_cached()(twice)
+        assert fn(21) == 42 and type(fn._cache).__name__ == "NullCache"
+    cached = njit_cached()(twice)                                         # tests/ is writable here
+    assert type(cached._cache).__name__ == "FunctionCache"

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reidlib.cpdm import cpdm_distance, euclidean_distance
+from reidlib.cpdm import cpdm_distance
+from reidlib.metrics.pairwise import euclidean_distance
 
 __all__ = ["CrossEntropyLabelSmooth", "batch_hard_triplet_loss", "hard_example_mining", "ReIDCriterion",
            "TRIPLET_MODES"]

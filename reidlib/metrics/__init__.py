@@ -1,12 +1,16 @@
-"""Re-ID evaluation: CMC, mAP (two AP definitions), mINP; chunked feature evaluation; re-ranking."""
+"""Re-ID evaluation: CMC, mAP (two AP definitions), mINP; chunked feature evaluation; re-ranking;
+the plain pairwise distances (:mod:`.pairwise`) and the named distances (:mod:`.distance`)."""
 from reidlib._lazy import lazy_exports
 
 _EXPORTS = {
     "RankResult": "rank",
     "evaluate_rank": "rank",
     "evaluate_features": "rank",
-    "pairwise_distance": "rank",
+    "pairwise_distance": "pairwise",
     "re_ranking": "rerank",
+    "build_distance": "distance",
+    "Distance": "distance",
+    "DISTANCES": "distance",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

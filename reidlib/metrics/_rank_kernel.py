@@ -12,17 +12,20 @@ order (smaller distance first, ties broken by the lower gallery index). Per row,
    those matches exactly, in the input dtype, by (value, index).
 
 Monotonicity alone makes this exact, whatever the rounding. The kernel releases the GIL; the caller
-runs chunks of rows on several threads.
+runs chunks of rows on several threads. Its compilation (about a second) is cached on disk where a
+writable cache directory exists (:func:`reidlib.metrics.jit.njit_cached`); see
+``benchmarks/bench_eval.py`` for the first call of a fresh process, cold and cached.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from reidlib.metrics.jit import njit_cached
 
 __all__ = ["count_before"]
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def count_before(dist, t_start, t_cols, t_vals, before, nbk):
     """``dist [n, ng]``; the true matches of row ``r`` are ``t_start[r]:t_start[r+1]`` of ``t_cols`` /
     ``t_vals`` (sorted by value, then column). Fills ``before [T]``; returns True if any distance is

@@ -78,3 +78,15 @@ def foreground_iou(pred, gt, threshold: float = 0.5) -> float:
         raise ValueError(f"pred and gt shapes differ: {p.shape} vs {g.shape}")
     iou, valid = _ious(p >= threshold, g >= 0.5)
     return float(np.nanmean(iou)) if valid.any() else math.nan
+
+
+def part_mask_ious(pred_masks, gt_parts, threshold: float = 0.5) -> np.ndarray:
+    """Per-image IoU ``[N, 3]`` (front, rear, side) of predicted masks ``[N, 3, h, w]`` against
+    binary GT parts, ``nan`` where neither has the part (the unit of :func:`part_mask_iou`'s
+    means, kept for paired comparisons: ``part_mask_iou(...)[part] == nanmean(ious[:, k])``)."""
+    pred = _np(pred_masks)
+    gt = _np(gt_parts)
+    if pred.shape != gt.shape or pred.ndim != 4 or pred.shape[1] != 3:
+        raise ValueError(f"pred_masks and gt_parts must both be [N, 3, h, w], got {pred.shape} / {gt.shape}")
+    pb, gb = pred >= threshold, gt >= 0.5
+    return np.stack([_ious(pb[:, k], gb[:, k])[0] for k in range(3)], axis=1)

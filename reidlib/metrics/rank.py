@@ -54,7 +54,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["RankResult", "evaluate_rank", "evaluate_features", "pairwise_distance"]
+from reidlib.metrics.distance import distance_rows, num_rows, slice_rows
+from reidlib.metrics.pairwise import check_chunk_size, to_numpy
+
+__all__ = ["RankResult", "evaluate_rank", "evaluate_features"]
 
 AP_DEFINITIONS = ("mean_precision", "trapezoid")
 _N_BUCKETS = 4094            # buckets inside the true-match range; 2 more for below / above
@@ -71,10 +74,13 @@ class RankResult:
     """Re-ID ranking metrics.
 
     ``cmc[k]`` is the fraction of valid queries whose first true match is within rank ``k+1``
-    (length ``max_rank``); ``mAP`` and ``mINP`` are fractions in [0, 1] (NaN when no query is
-    valid); ``ap`` names the AP definition used for ``mAP`` and ``query_ap``.
-    Per-query arrays (length = number of queries; NaN / -1 for skipped queries) let callers
-    pick the worst queries (see ``reidlib.viz.ranked.worst_queries``).
+    (length ``max_rank``); ``mAP`` and ``mINP`` are fractions in [0, 1]. When no query is valid
+    every metric is undefined: ``cmc`` is all NaN and ``mAP`` / ``mINP`` are NaN (never 0, which
+    would read as a model that ranks nothing right). ``ap`` names the AP definition used for
+    ``mAP`` and ``query_ap``. Per-query arrays (length = number of queries; NaN / -1 for skipped
+    queries) let callers pick the worst queries (see ``reidlib.viz.ranked.worst_queries``).
+    ``distmat``: the float32 ``[Nq, Ng]`` distance matrix, only from
+    ``evaluate_features(..., return_distmat=True)``.
     """
 
     cmc: np.ndarray
@@ -87,6 +93,7 @@ class RankResult:
     query_inp: np.ndarray | None = field(default=None, repr=False)
     query_first_rank: np.ndarray | None = field(default=None, repr=False)
     query_num_matches: np.ndarray | None = field(default=None, repr=False)
+    distmat: np.ndarray | None = field(default=None, repr=False)
 
     def rank(self, k: int) -> float:
         """CMC at rank ``k`` (1-based); NaN if ``k`` is beyond ``max_rank``."""
@@ -95,36 +102,35 @@ class RankResult:
         return float(self.cmc[k - 1])
 
     def as_dict(self) -> dict[str, Any]:
-        """Scalars only: R1, R5, R10, mAP, mINP (fractions), the query counts and the AP definition."""
+        """Scalars only: R1, R5, R10, mAP, mINP (fractions), the query counts and the AP definition.
+
+        JSON-safe: an undefined value (no valid query, or a rank beyond ``max_rank``) is ``None``,
+        never NaN (``json.dump`` would write a bare ``NaN``, which is not JSON)."""
         return {
-            "R1": self.rank(1),
-            "R5": self.rank(5),
-            "R10": self.rank(10),
-            "mAP": float(self.mAP),
-            "mINP": float(self.mINP),
+            "R1": _defined(self.rank(1)),
+            "R5": _defined(self.rank(5)),
+            "R10": _defined(self.rank(10)),
+            "mAP": _defined(self.mAP),
+            "mINP": _defined(self.mINP),
             "num_valid_queries": int(self.num_valid_queries),
             "num_skipped_queries": int(self.num_skipped_queries),
             "ap_definition": self.ap,
         }
 
 
+def _defined(x) -> float | None:
+    """``float(x)``, or None where it is NaN (undefined)."""
+    x = float(x)
+    return None if x != x else x
+
+
 # --------------------------------------------------------------------------------------------
 # input helpers
 # --------------------------------------------------------------------------------------------
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
-
-
-def _to_numpy(x) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def _encode_labels(q, g) -> tuple[np.ndarray, np.ndarray]:
     """Map query and gallery labels (ints, strings, tensors) to shared int64 codes."""
-    q = _to_numpy(q).reshape(-1)
-    g = _to_numpy(g).reshape(-1)
+    q = to_numpy(q).reshape(-1)
+    g = to_numpy(g).reshape(-1)
     if q.dtype.kind in "iub" and g.dtype.kind in "iub":
         return q.astype(np.int64, copy=False), g.astype(np.int64, copy=False)
     _, inv = np.unique(np.concatenate([q, g]), return_inverse=True)
@@ -477,9 +483,10 @@ class _Accumulator:
         nv = int(valid.sum())
         ns = int(len(valid) - nv)
         if nv == 0:
-            warnings.warn("no query has a true match in the gallery (all queries skipped); "
-                          "metrics are NaN", RuntimeWarning, stacklevel=3)
-            cmc = np.zeros(max_rank)
+            warnings.warn(f"0 of {len(valid)} queries have a true match in the gallery (all {ns} "
+                          f"skipped): CMC (R1, R5, ...), mAP and mINP are undefined (NaN)",
+                          RuntimeWarning, stacklevel=3)
+            cmc = np.full(max_rank, np.nan)
             m_ap = m_inp = float("nan")
         else:
             f = self.first[valid]
@@ -517,13 +524,16 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int 
     ``ap`` is ``"mean_precision"`` (toolboxes' Python) or ``"trapezoid"`` (VeRi MATLAB kit); see
     the module docstring for the exact definitions and the tie rule (ties -> lower gallery index
     first, i.e. a stable sort by distance). ``cmc`` has exactly ``max_rank`` entries.
-    ``chunk_size`` (queries per chunk) only bounds temporary memory; it never changes results.
+    ``chunk_size`` (queries per chunk: ``None`` = auto, else a positive integer) only bounds
+    temporary memory; it never changes results.
     ``num_threads`` (default :func:`default_num_threads`) ranks chunks in parallel, and ``backend``
     (:func:`resolve_backend`: the numba kernel when numba is installed, else numpy) picks the
-    implementation; neither ever changes results.
+    implementation; neither ever changes results. Half-precision matrices (float16, bfloat16) are
+    ranked in float32. With no valid query every metric is NaN and a ``RuntimeWarning`` says so.
     """
     _check_ap(ap)
     backend = resolve_backend(backend)
+    chunk_size = check_chunk_size(chunk_size, allow_zero=False)
     if max_rank < 1:
         raise ValueError(f"max_rank={max_rank}; expected a positive integer")
     if len(getattr(distmat, "shape", ())) != 2:
@@ -538,167 +548,20 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int 
 
     def work(i0: int) -> None:
         i1 = min(nq, i0 + step)
-        acc.add(i0, i1, _to_numpy(distmat[i0:i1]), qp, qc, gidx, backend)
+        acc.add(i0, i1, to_numpy(distmat[i0:i1]), qp, qc, gidx, backend)
 
     _run_parallel(work, list(range(0, nq, step)), num_threads)
     return acc.result(max_rank, ap)
 
 
-_METRICS = ("euclidean", "sqeuclidean", "cosine")
-
-
-def _torch_distance(q, g, metric: str, g_sq=None):
-    """[n, D] x [M, D] torch distances; ``g`` is pre-normalised for cosine, ``g_sq`` = |g|^2."""
-    if metric == "cosine":
-        qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return (qn @ g.T).neg_().add_(1.0)
-    if g_sq is None:
-        g_sq = (g * g).sum(1)
-    d = (q * q).sum(1, keepdim=True) + g_sq[None, :]
-    d.addmm_(q, g.T, alpha=-2.0)                  # one [n, M] buffer: |q|^2 + |g|^2 - 2 q.g
-    d.clamp_min_(0.0)
-    return d.sqrt_() if metric == "euclidean" else d
-
-
-def pairwise_distance(a, b, metric: str = "euclidean"):
-    """Distances between the rows of ``a`` [N, D] and ``b`` [M, D] -> [N, M].
-
-    ``metric``: ``"euclidean"`` (the true, square-rooted distance), ``"sqeuclidean"`` (squared),
-    or ``"cosine"`` (1 - cosine similarity). Numpy in -> numpy out; torch in -> torch out (on the
-    first tensor's device). Uses the ``|a|^2 + |b|^2 - 2 a.b`` expansion (one matrix product),
-    clamped at 0 before the square root: for near-duplicate vectors the result carries the usual
-    float cancellation error (about ``sqrt(eps) * |a|``). Integer inputs are computed in float32.
-    """
-    if metric not in _METRICS:
-        raise ValueError(f"metric={metric!r}; expected one of {_METRICS}")
-    if _is_torch(a) or _is_torch(b):
-        import torch
-
-        ta = a if _is_torch(a) else torch.as_tensor(np.asarray(a))
-        tb = b if _is_torch(b) else torch.as_tensor(np.asarray(b))
-        if ta.dim() != 2 or tb.dim() != 2 or ta.shape[1] != tb.shape[1]:
-            raise ValueError(f"shapes {tuple(ta.shape)} and {tuple(tb.shape)}; expected [N, D] and [M, D]")
-        dt = torch.promote_types(ta.dtype, tb.dtype)
-        if not dt.is_floating_point:
-            dt = torch.float32
-        ta, tb = ta.to(dt), tb.to(device=ta.device, dtype=dt)
-        if metric == "cosine":
-            tb = tb / tb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return _torch_distance(ta, tb, metric)
-    na, nb_ = np.asarray(a), np.asarray(b)
-    if na.ndim != 2 or nb_.ndim != 2 or na.shape[1] != nb_.shape[1]:
-        raise ValueError(f"shapes {na.shape} and {nb_.shape}; expected [N, D] and [M, D]")
-    dt = np.result_type(na.dtype, nb_.dtype)
-    if dt.kind != "f":
-        dt = np.dtype(np.float32)
-    na, nb_ = na.astype(dt, copy=False), nb_.astype(dt, copy=False)
-    if metric == "cosine":
-        an = na / np.maximum(np.linalg.norm(na, axis=1, keepdims=True), 1e-12)
-        bn = nb_ / np.maximum(np.linalg.norm(nb_, axis=1, keepdims=True), 1e-12)
-        d = an @ bn.T
-        np.subtract(1.0, d, out=d)
-        return d
-    d = na @ nb_.T
-    d *= -2.0
-    d += (na * na).sum(1, keepdims=True)
-    d += (nb_ * nb_).sum(1)[None, :]
-    np.maximum(d, 0.0, out=d)
-    if metric == "euclidean":
-        np.sqrt(d, out=d)
-    return d
-
-
 # --------------------------------------------------------------------------------------------
 # features -> distances, chunk by chunk
 # --------------------------------------------------------------------------------------------
-def _num_rows(feats) -> int:
-    if isinstance(feats, (tuple, list)):
-        if not feats:
-            raise ValueError("feature tuple is empty")
-        n = int(feats[0].shape[0])
-        for x in feats:
-            if int(x.shape[0]) != n:
-                raise ValueError("all arrays of a feature tuple must have the same length along dim 0")
-        return n
-    return int(feats.shape[0])
-
-
-def _slice_rows(feats, i0: int, i1: int):
-    if isinstance(feats, tuple):
-        return tuple(x[i0:i1] for x in feats)
-    if isinstance(feats, list):
-        return [x[i0:i1] for x in feats]
-    return feats[i0:i1]
-
-
-def _to_device(feats, device):
-    import torch
-
-    if isinstance(feats, (tuple, list)):
-        out = [_to_device(x, device) for x in feats]
-        return tuple(out) if isinstance(feats, tuple) else out
-    if _is_torch(feats):
-        return feats.to(device)
-    return torch.as_tensor(np.asarray(feats), device=device)
-
-
-def _concat_rows(a, b):
-    """Concatenate two feature structures (arrays, tensors or tuples of them) along dim 0."""
-    if isinstance(a, (tuple, list)):
-        out = [_concat_rows(x, y) for x, y in zip(a, b)]
-        return tuple(out) if isinstance(a, tuple) else out
-    if _is_torch(a) or _is_torch(b):
-        import torch
-
-        ta = a if _is_torch(a) else torch.as_tensor(np.asarray(a))
-        return torch.cat([ta, (b if _is_torch(b) else torch.as_tensor(np.asarray(b))).to(ta.device)])
-    return np.concatenate([np.asarray(a), np.asarray(b)])
-
-
-def _distance_rows(q_feats, g_feats, distance, device):
-    """``(q_feats', fn)`` with ``fn(q_chunk) -> numpy [n, Ng]`` distances to the whole gallery."""
-    if callable(distance):
-        if device is not None:
-            q_feats, g_feats = _to_device(q_feats, device), _to_device(g_feats, device)
-
-        def fn(q_chunk):
-            return _to_numpy(distance(q_chunk, g_feats))
-
-        return q_feats, fn
-    if distance not in _METRICS:
-        raise ValueError(f"distance={distance!r}; expected one of {_METRICS} or a callable")
-    if isinstance(q_feats, (tuple, list)) or isinstance(g_feats, (tuple, list)):
-        raise ValueError("tuple features need a callable distance (e.g. a CPDM distance)")
-    import torch
-
-    if device is None:
-        device = q_feats.device if _is_torch(q_feats) else torch.device("cpu")
-    q_feats, g_feats = _to_device(q_feats, device), _to_device(g_feats, device)
-    dt = torch.promote_types(q_feats.dtype, g_feats.dtype)
-    if not dt.is_floating_point:
-        dt = torch.float32
-    q_feats, g_feats = q_feats.to(dt), g_feats.to(dt)
-    if q_feats.dim() != 2 or g_feats.dim() != 2 or q_feats.shape[1] != g_feats.shape[1]:
-        raise ValueError(f"feature shapes {tuple(q_feats.shape)} and {tuple(g_feats.shape)}; "
-                         f"expected [Nq, D] and [Ng, D]")
-    if distance == "cosine":
-        g_feats = g_feats / g_feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        g_sq = None
-    else:
-        g_sq = (g_feats * g_feats).sum(1)
-
-    def fn(q_chunk):
-        with torch.no_grad():
-            return _to_numpy(_torch_distance(q_chunk, g_feats, distance, g_sq))
-
-    return q_feats, fn
-
-
 def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
                       distance: str | Callable = "euclidean", chunk_size: int | None = None,
                       max_rank: int = 50, ap: str = "mean_precision", device=None,
                       memory_budget_mb: float = 512.0, num_threads: int | None = None,
-                      backend: str = "auto") -> RankResult:
+                      backend: str = "auto", return_distmat: bool = False) -> RankResult:
     """Evaluate from features without ever holding the full query x gallery distance matrix.
 
     Distances are computed for ``chunk_size`` queries at a time against the whole gallery and
@@ -711,9 +574,18 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
     along dim 0 (e.g. ``(part_feats[N, P, d], area_ratios[N, P])``). ``distance``:
     ``"euclidean"`` (true, square-rooted), ``"sqeuclidean"``, ``"cosine"``, or a callable
     ``distance(q_chunk, g_all) -> [n, Ng]`` (numpy or torch) where ``q_chunk`` has the structure
-    of ``q_feats`` (tuples are sliced elementwise). Built-in distances run in torch on ``device``
-    (default: ``q_feats``' device if it is a tensor, else CPU). For a callable, the inputs are
-    passed unchanged when ``device`` is None, else converted to torch tensors on ``device``.
+    of ``q_feats`` (tuples are sliced elementwise), e.g.
+    ``reidlib.metrics.distance.build_distance("cpdm")``. Built-in distances run in torch on
+    ``device`` (default: ``q_feats``' device if it is a tensor, else CPU), in float32 for float16 /
+    bfloat16 / integer features (see :func:`reidlib.metrics.distance.distance_rows`). For a
+    callable, the inputs are passed unchanged when ``device`` is None (numpy arrays become torch
+    tensors sharing their memory for a ``Distance``, so its gallery operand is cached), else
+    converted to torch tensors on ``device``. ``chunk_size``: ``None`` (auto, below) or a positive
+    integer.
+
+    ``return_distmat=True`` keeps the distances computed on the way: ``RankResult.distmat`` is the
+    float32 ``[Nq, Ng]`` numpy matrix (4 * Nq * Ng bytes on top of the budget below), assembled from
+    the chunks, so callers (plots, re-ranking) need not recompute it.
 
     Memory: with ``chunk_size=None`` the chunk is chosen so that one chunk's distances and
     temporaries take about ``memory_budget_mb`` (budgeting ~40 bytes per query x gallery element;
@@ -724,27 +596,28 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
     """
     _check_ap(ap)
     backend = resolve_backend(backend)
+    chunk_size = check_chunk_size(chunk_size, allow_zero=False)
     if max_rank < 1:
         raise ValueError(f"max_rank={max_rank}; expected a positive integer")
-    nq, ng = _num_rows(q_feats), _num_rows(g_feats)
+    nq, ng = num_rows(q_feats), num_rows(g_feats)
     qp, gp, qc, gc = _prepare_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
     gidx = _GalleryIndex(gp, gc)
-    q_feats, fn = _distance_rows(q_feats, g_feats, distance, device)
+    q_feats, fn = distance_rows(q_feats, g_feats, distance, device)
 
     if chunk_size is None:
         budget = float(memory_budget_mb) * 2**20
         chunk_size = max(1, min(nq, int(budget // (_BYTES_PER_ELEMENT * max(ng, 1)))))
-    chunk_size = int(chunk_size)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size}; expected a positive integer")
 
     acc = _Accumulator(nq)
+    full = np.empty((nq, ng), dtype=np.float32) if return_distmat else None     # [Nq, Ng]
     for i0 in range(0, nq, chunk_size):
         i1 = min(nq, i0 + chunk_size)
-        d = fn(_slice_rows(q_feats, i0, i1))
+        d = fn(slice_rows(q_feats, i0, i1))                                      # [n, Ng]
         if d.shape != (i1 - i0, ng):
             raise ValueError(f"distance returned shape {d.shape} for {i1 - i0} queries; "
                              f"expected {(i1 - i0, ng)}")
+        if full is not None:
+            full[i0:i1] = d
         step = _split_rows(i1 - i0, ng, num_threads)             # the ranker's own sub-chunks
 
         def work(j0: int, i0=i0, i1=i1, d=d, step=step) -> None:
@@ -753,4 +626,6 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, *,
 
         _run_parallel(work, list(range(0, i1 - i0, step)), num_threads)
         del d
-    return acc.result(max_rank, ap)
+    res = acc.result(max_rank, ap)
+    res.distmat = full
+    return res

@@ -36,7 +36,8 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 
-from reidlib.metrics.rank import _concat_rows, _distance_rows, _num_rows, _slice_rows, _to_numpy
+from reidlib.metrics.distance import concat_rows, distance_rows, num_rows, slice_rows
+from reidlib.metrics.pairwise import to_numpy
 
 __all__ = ["re_ranking"]
 
@@ -84,7 +85,7 @@ def re_ranking(a, b, c=None, *, k1: int = 20, k2: int = 6, lambda_value: float =
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"lambda_value={lambda_value}; expected a value in [0, 1]")
     if c is None:
-        nq, ng = _num_rows(a), _num_rows(b)
+        nq, ng = num_rows(a), num_rows(b)
     else:
         q_g = a
         nq, ng = int(q_g.shape[0]), int(q_g.shape[1])
@@ -101,22 +102,22 @@ def re_ranking(a, b, c=None, *, k1: int = 20, k2: int = 6, lambda_value: float =
 
     # ---- a provider of rows of the all-vs-all (queries then gallery) distance matrix ----
     if c is None:
-        all_feats = _concat_rows(a, b)
-        all_feats, fn = _distance_rows(all_feats, all_feats, distance, device)
+        all_feats = concat_rows(a, b)
+        all_feats, fn = distance_rows(all_feats, all_feats, distance, device)
 
         def rows(i0, i1):
-            return np.asarray(fn(_slice_rows(all_feats, i0, i1)), dtype=np.float64)
+            return np.asarray(fn(slice_rows(all_feats, i0, i1)), dtype=np.float64)
     else:
         def rows(i0, i1):
             out = np.empty((i1 - i0, n), dtype=np.float64)
             if i0 < nq:
                 j1 = min(i1, nq)
-                out[: j1 - i0, :nq] = _to_numpy(b[i0:j1])
-                out[: j1 - i0, nq:] = _to_numpy(a[i0:j1])
+                out[: j1 - i0, :nq] = to_numpy(b[i0:j1])
+                out[: j1 - i0, nq:] = to_numpy(a[i0:j1])
             if i1 > nq:
                 j0 = max(i0, nq)
-                out[j0 - i0:, :nq] = _to_numpy(a[:, j0 - nq:i1 - nq]).T
-                out[j0 - i0:, nq:] = _to_numpy(c[j0 - nq:i1 - nq])
+                out[j0 - i0:, :nq] = to_numpy(a[:, j0 - nq:i1 - nq]).T
+                out[j0 - i0:, nq:] = to_numpy(c[j0 - nq:i1 - nq])
             return out
 
     # ---- pass 1: sorted k1 + 1 nearest neighbours; keep the original query x gallery block ----

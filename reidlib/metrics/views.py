@@ -68,15 +68,3 @@ def _row(query_ap, query_inp, first_rank, skipped) -> dict:
             "mAP": pct(np.nanmean(ap)) if n else float("nan"),
             "mINP": pct(np.nanmean(np.asarray(query_inp, dtype=float)[valid])) if n else float("nan"),
             "valid_queries": n, "skipped_queries": int(skipped)}
-
-
-def bootstrap_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap (1 - alpha) interval of the mean of ``values`` (NaNs dropped)."""
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)

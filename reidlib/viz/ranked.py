@@ -67,7 +67,7 @@ def ranked_list(query_path, gallery_paths: Sequence, distances_row, q_pid, g_pid
     """
     from matplotlib.figure import Figure
 
-    from reidlib.metrics.rank import _to_numpy
+    from reidlib.metrics.pairwise import to_numpy as _to_numpy
 
     dist = _to_numpy(distances_row).reshape(-1)
     g_pids = _to_numpy(g_pids).reshape(-1)
