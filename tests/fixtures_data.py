@@ -1,5 +1,6 @@
-"""Tiny fixture datasets in the exact on-disk formats of VeRi-776, VehicleID and VERI-Wild
-(see /work/shared/REFERENCE.md). Tests build them under ``tmp_path``; images are real 16x24 JPEGs."""
+"""Tiny fixture datasets in the exact on-disk formats of VeRi-776 (Liu et al., ICME 2016; key points
+of Wang et al., ICCV 2017), VehicleID (Liu et al., CVPR 2016) and VERI-Wild (Lou et al., CVPR 2019).
+Tests build them under ``tmp_path``; images are real 16x24 JPEGs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -118,8 +119,9 @@ def make_vehicleid(root: Path) -> dict:
     return {"train": train, "test": test, "extra": extra}
 
 
-def make_veriwild(root: Path, in_split_dir: bool = True) -> dict:
-    """VERI-Wild layout: train ids 1-2, test ids 3-4; cameras from vehicle_info.txt (with header)."""
+def make_veriwild(root: Path, in_split_dir: bool = True, header: bool = True) -> dict:
+    """VERI-Wild layout: train ids 1-2, test ids 3-4; cameras from vehicle_info.txt (with its
+    header line unless ``header=False``)."""
     root = Path(root)
     lists = root / "train_test_split" if in_split_dir else root
     lists.mkdir(parents=True, exist_ok=True)
@@ -134,11 +136,20 @@ def make_veriwild(root: Path, in_split_dir: bool = True) -> dict:
     train = [k for k in keys if int(k[:5]) <= 2]
     test = [k for k in keys if int(k[:5]) > 2]
     query = [test[0], test[3]]
-    info = ["id/image;Camera ID;Time;Model;Type;Color"]
+    info = ["id/image;Camera ID;Time;Model;Type;Color"] if header else []
     info += [f"{k};{cams[k]:03d};2018-03-01 10:00:00;Model;SUV;white" for k in keys]
     (lists / "vehicle_info.txt").write_text("\n".join(info) + "\n")
     (lists / "train_list.txt").write_text("\n".join(train) + "\n")
     for n in (3000, 5000, 10000):
         (lists / f"test_{n}.txt").write_text("\n".join(test) + "\n")
         (lists / f"test_{n}_query.txt").write_text("\n".join(query) + "\n")
-    return {"train": train, "test": test, "query": query, "cams": cams, "lists": lists}
+    return {"train": train, "test": test, "query": query, "cams": cams, "lists": lists, "keys": keys}
+
+
+def truncate(path: Path, drop: int) -> int:
+    """Cut the last ``drop`` bytes off the file at ``path`` (for a JPEG: the end of its
+    entropy-coded data and the EOI marker, as an interrupted download would); return the new size."""
+    data = Path(path).read_bytes()
+    assert 0 < drop < len(data)
+    Path(path).write_bytes(data[:-drop])
+    return len(data) - drop

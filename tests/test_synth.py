@@ -257,7 +257,7 @@ def test_veri776_loader_reads_it(root):
 
 
 def test_difficulty_table(root):
-    from reidlib.data.synth.difficulty import _read_split, difficulty_table, relation_scores
+    from reidlib.ablations.benchmark import _read_split, difficulty_table, relation_scores
 
     tab = difficulty_table(root, seed=0)
     fg = difficulty_table(root, methods=("colour_histogram_fg",))

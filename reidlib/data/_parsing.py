@@ -1,13 +1,17 @@
-"""Shared helpers for the real-data loaders: checked file access, line reading, split summaries.
+"""Shared helpers for the real-data loaders: checked file access, line reading, image
+verification, SynthVeRi manifests, split summaries.
 
 Every problem with the input raises :class:`reidlib.errors.DataFormatError` naming the file,
 the 1-based line number where there is one, and the expected form.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from reidlib.data.records import Record
 from reidlib.errors import DataFormatError
@@ -85,15 +89,160 @@ class DirListing:
         return name in entries
 
 
-def verify_readable(records: Iterable[Record]) -> None:
-    """Decode every image (reduced size, so it is quick); raise DataFormatError for the first
-    one that cannot be read."""
-    import cv2
+@contextlib.contextmanager
+def _truncated_not_tolerated() -> Iterator[None]:
+    from PIL import ImageFile
 
-    for r in records:
-        img = cv2.imread(r.path, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if img is None:
-            raise DataFormatError(r.path, "image cannot be decoded", expected="a readable JPEG image")
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def _decode(path: str | os.PathLike) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except FileNotFoundError:
+        raise DataFormatError(path, "image file not found", expected="a readable image") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(path, f"image cannot be fully decoded ({exc})",
+                              expected="a complete, readable image (JPEG) file") from None
+
+
+def verify_image(path: str | os.PathLike) -> None:
+    """Decode all of an image's data with Pillow (truncated files *not* tolerated, whatever
+    ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` says elsewhere); raise DataFormatError naming the file
+    if it is unreadable, truncated or corrupt. JPEGs are decoded at 1/8 scale (``draft``), which
+    still reads every entropy-coded byte, so a missing end is caught (OpenCV's ``imread`` only
+    warns "Premature end of JPEG file" and returns the grey-filled image)."""
+    with _truncated_not_tolerated():
+        _decode(path)
+
+
+def verify_readable(records: Iterable[Record], num_threads: Optional[int] = None) -> None:
+    """Fully decode every image (as :func:`verify_image`, on ``num_threads`` threads: Pillow
+    decodes without the GIL; default: CPU cores, at most 8); raise DataFormatError for the first
+    listed one that is unreadable, truncated or corrupt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [r.path for r in records]
+    n = num_threads or min(8, os.cpu_count() or 1)
+    with _truncated_not_tolerated():
+        if n <= 1 or len(paths) < 64:
+            for p in paths:
+                _decode(p)
+            return
+        ex = ThreadPoolExecutor(n)
+        try:
+            for _ in ex.map(_decode, paths):         # raises the first error in list order
+                pass
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------------ SynthVeRi
+SYNTH_MANIFEST = "manifest.json"
+SYNTH_MARKER = ".incomplete"
+SYNTH_META = "synthveri_meta.csv"
+#: list file -> manifest count of SynthVeRi 1.0.0 manifests, which predate ``lists``
+_LEGACY_LISTS = {"name_train.txt": "train_images", "name_query.txt": "query_images", "name_test.txt": "test_images"}
+
+
+def synth_manifest(root: str | os.PathLike) -> Optional[dict[str, Any]]:
+    """The manifest of a SynthVeRi folder (``manifest.json`` with ``"generator": "SynthVeRi"``),
+    or None for any other folder. A folder SynthVeRi has not finished (its ``.incomplete`` marker)
+    raises DataFormatError: its lists may be partial."""
+    root = Path(root)
+    marker = root / SYNTH_MARKER
+    if marker.is_file() and '"SynthVeRi"' in _peek(marker):
+        raise DataFormatError(marker, "an unfinished SynthVeRi run (interrupted, or still being generated)",
+                              expected="a finished folder: re-run the same generate(...) / python -m "
+                                       "reidlib.data.synth command, which resumes it")
+    path = root / SYNTH_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        man = json.loads(read_text(path))
+    except ValueError as exc:
+        if '"SynthVeRi"' in _peek(path):
+            raise DataFormatError(path, f"not valid JSON ({exc})", expected="SynthVeRi's manifest") from None
+        return None
+    return man if isinstance(man, dict) and man.get("generator") == "SynthVeRi" else None
+
+
+def _peek(path: Path) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            return fh.read(4096)
+    except OSError:
+        return ""
+
+
+def synth_list_counts(manifest: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """list file (relative to the root, ``/``-separated) -> ``{"images": n, "ids": k}`` (``ids``
+    absent for 1.0.0 manifests, whose VeRi-776 counts are used)."""
+    lists = manifest.get("lists")
+    if isinstance(lists, dict):
+        return {k: v for k, v in lists.items() if isinstance(v, dict)}
+    counts = manifest.get("counts") or {}
+    return {f: {"images": counts[c]} for f, c in _LEGACY_LISTS.items() if c in counts}
+
+
+def check_synth_list(root: Path, manifest: Optional[Mapping[str, Any]], list_path: Path,
+                     records: Sequence[Record]) -> None:
+    """For a SynthVeRi folder: the images (and ids) read from ``list_path`` must be what
+    ``manifest.json`` recorded for it; a cut or edited list raises DataFormatError naming it."""
+    if manifest is None:
+        return
+    try:
+        rel = Path(list_path).relative_to(root).as_posix()
+    except ValueError:
+        return
+    want = synth_list_counts(manifest).get(rel)
+    if want is None:
+        return
+    found = {"images": len(records), "ids": len({r.pid for r in records})}
+    for key in ("images", "ids"):
+        if key in want and found[key] != want[key]:
+            raise DataFormatError(
+                list_path, f"{found[key]} {key} listed, but {root / SYNTH_MANIFEST} records {want[key]} for "
+                f"{rel} (the list was cut or edited)",
+                expected=f"SynthVeRi's list as generated ({want['images']} images"
+                         + (f" of {want['ids']} ids" if "ids" in want else "")
+                         + "): regenerate the folder or restore the list")
+
+
+def synth_orientations(root: Path, manifest: Optional[Mapping[str, Any]]) -> dict[str, int]:
+    """Absolute image path -> 8-way orientation from a SynthVeRi folder's ``synthveri_meta.csv``
+    (VehicleID / VERI-Wild layouts); empty for other folders."""
+    if manifest is None or not (root / SYNTH_META).is_file():
+        return {}
+    path = root / SYNTH_META
+    out: dict[str, int] = {}
+    form = "a CSV header with 'path' and 'orientation', then one row per image (orientation 0-7)"
+    rows = csv.reader(read_text(path).splitlines())
+    header = next(rows, [])
+    if "path" not in header or "orientation" not in header:
+        raise DataFormatError(path, f"header {header!r}", line=1, expected=form)
+    ip, io_ = header.index("path"), header.index("orientation")
+    for no, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        try:
+            o = int(row[io_])
+            if not 0 <= o <= 7:
+                raise ValueError
+        except (IndexError, ValueError):
+            raise DataFormatError(path, f"bad row {row!r}", line=no, expected=form) from None
+        out[str(root / row[ip])] = o
+    return out
 
 
 def summarize(splits: Mapping[str, Sequence[Record]]):

@@ -20,6 +20,9 @@ Layout under ``root`` (the official release, and SynthVeRi's output):
   They are loaded 0-based into :attr:`VeRi776.gt_index` / :attr:`VeRi776.jk_index`;
   :meth:`VeRi776.check_protocol` verifies them against the ids and cameras. The evaluator does
   not need them: it applies the same market-style rule (drop same id AND same camera).
+* SynthVeRi folders (``manifest.json`` by SynthVeRi, :mod:`reidlib.data.synth`): each name list
+  must hold the images and ids the manifest records for it (a cut list raises instead of
+  silently training on part of the data); an unfinished one (``.incomplete``) is refused.
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from reidlib.data._parsing import (DirListing, iter_lines, require_dir, require_file, summarize,
-                                   verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, iter_lines, require_dir, require_file,
+                                   summarize, synth_manifest, verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import DataFormatError
@@ -67,7 +70,8 @@ class VeRi776:
     Attributes: ``root``, ``name`` (``"veri776"``), ``train``, ``query``, ``gallery``,
     ``label_conflicts`` (``{basename: [(keypoint file, line, orientation), ...]}``),
     ``gt_index`` / ``jk_index`` (``list[list[int]]``, 0-based gallery indices, or None),
-    ``keypoint_files`` (the keypoint files that were read).
+    ``keypoint_files`` (the keypoint files that were read), ``manifest`` (SynthVeRi's manifest, or
+    None for other data).
     """
 
     name = "veri776"
@@ -75,6 +79,7 @@ class VeRi776:
     def __init__(self, root: str | os.PathLike, verify_images: bool = False):
         self.root = Path(os.path.abspath(os.fspath(root)))
         require_dir(self.root, "the VeRi-776 root folder (image_train/, image_query/, image_test/, name_*.txt)")
+        self.manifest = synth_manifest(self.root)
         self.label_conflicts: dict[str, list[tuple[str, int, int]]] = {}
         self.keypoint_files: list[str] = []
         orientations = self._read_keypoints()
@@ -83,6 +88,7 @@ class VeRi776:
         splits = {}
         for split, (folder, list_name) in SPLITS.items():
             splits[split] = self._read_split(folder, list_name, orientations, listing)
+            check_synth_list(self.root, self.manifest, self.root / list_name, splits[split])
         self.train: list[Record] = splits["train"]
         self.query: list[Record] = splits["query"]
         self.gallery: list[Record] = splits["gallery"]

@@ -5,7 +5,15 @@ Layout under ``root``: ``images/<vid>/<imgid>.jpg``; the lists ``train_list.txt`
 ``test_{3000,5000,10000}_query.txt``, lines ``vid/imgid``; and ``vehicle_info.txt``: a header
 line, then ``;``-separated fields, field 0 ``vid/imgid``, field 1 the camera id.
 The official release keeps the lists and ``vehicle_info.txt`` in ``train_test_split/``; this
-loader looks there first and then directly under ``root``.
+loader looks there first and then directly under ``root``. Line 1 of ``vehicle_info.txt`` is
+taken as the header only if it does not read as data (field 0 ``vid/imgid`` with numeric ids, or
+field 1 an integer camera): a copy saved without its header keeps its first vehicle, and a
+malformed data line raises, naming the file and the line.
+
+SynthVeRi folders in this layout (``--layout veriwild``, :mod:`reidlib.data.synth.layouts`):
+``test_size`` takes the list names the manifest offers in ``test_sizes``; every list must hold
+the images and ids the manifest records (a cut list raises); views come from
+``synthveri_meta.csv``.
 
 Protocol: the official VERI-Wild protocol is the market-style one: for each query, gallery
 images with the same id AND the same camera are removed before ranking (a query image that is
@@ -19,14 +27,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidlib.data._parsing import (DirListing, first_existing, iter_lines, require_dir, summarize,
-                                   verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, first_existing, iter_lines, require_dir, summarize,
+                                   synth_manifest, synth_orientations, verify_readable)
 from reidlib.data.records import Record
+from reidlib.data.views import orientation_to_view5
 from reidlib.errors import ConfigError, DataFormatError
 
 TEST_SIZES = (3000, 5000, 10000)
 LINE_FORM = "vid/imgid (e.g. 00001/000001; images/<vid>/<imgid>.jpg must exist)"
-INFO_FORM = ("a header line, then 'vid/imgid;camera;...' (';'-separated, field 0 vid/imgid, "
+INFO_FORM = ("an optional header line, then 'vid/imgid;camera;...' (';'-separated, field 0 vid/imgid, "
              "field 1 an integer camera id)")
 LIST_DIRS = ("train_test_split", ".")
 
@@ -36,16 +45,22 @@ class VERIWild:
 
     Attributes: ``root``, ``name`` (``"veriwild"``), ``test_size``, ``train``, ``query``,
     ``gallery`` (lists of :class:`~reidlib.data.records.Record`: path ``<root>/images/<vid>/<imgid>.jpg``,
-    pid = int(vid), camid from ``vehicle_info.txt``; no view labels), ``list_dir`` (where the lists were found).
+    pid = int(vid), camid from ``vehicle_info.txt``; view labels only for SynthVeRi), ``list_dir`` (where
+    the lists were found), ``manifest`` (SynthVeRi's manifest, or None for other data).
     Any listed image missing on disk or missing from ``vehicle_info.txt`` raises DataFormatError.
     """
 
     name = "veriwild"
 
     def __init__(self, root: str | os.PathLike, test_size: int = 3000, verify_images: bool = False):
-        if int(test_size) not in TEST_SIZES:
-            raise ConfigError(f"VERI-Wild test_size must be one of {TEST_SIZES}, got {test_size!r}")
         self.root = Path(os.path.abspath(os.fspath(root)))
+        self.manifest = synth_manifest(self.root) if self.root.is_dir() else None
+        sizes = TEST_SIZES
+        if self.manifest is not None and isinstance(self.manifest.get("test_sizes"), dict):
+            sizes = tuple(sorted(int(k) for k in self.manifest["test_sizes"]))
+        if int(test_size) not in sizes:
+            where = f" (the test lists of the SynthVeRi folder {self.root})" if sizes != TEST_SIZES else ""
+            raise ConfigError(f"VERI-Wild test_size must be one of {sizes}{where}, got {test_size!r}")
         self.test_size = int(test_size)
         require_dir(self.root, "the VERI-Wild root folder (images/, train_test_split/)")
         img_dir = require_dir(self.root / "images", "the VERI-Wild image folder images/<vid>/<imgid>.jpg")
@@ -58,11 +73,17 @@ class VERIWild:
         self.list_dir = info_path.parent
         cameras = _read_vehicle_info(info_path)
         listing = DirListing()
-        self.train: list[Record] = _read_list(find("train_list.txt"), img_dir, cameras, info_path, listing)
-        self.query: list[Record] = _read_list(find(f"test_{self.test_size}_query.txt"), img_dir, cameras,
-                                              info_path, listing)
-        self.gallery: list[Record] = _read_list(find(f"test_{self.test_size}.txt"), img_dir, cameras,
-                                                info_path, listing)
+        orient = synth_orientations(self.root, self.manifest)
+
+        def read(name: str) -> list[Record]:
+            path = find(name)
+            records = _read_list(path, img_dir, cameras, info_path, listing, orient)
+            check_synth_list(self.root, self.manifest, path, records)
+            return records
+
+        self.train: list[Record] = read("train_list.txt")
+        self.query: list[Record] = read(f"test_{self.test_size}_query.txt")
+        self.gallery: list[Record] = read(f"test_{self.test_size}.txt")
         if verify_images:
             verify_readable(self.train + self.query + self.gallery)
 
@@ -82,12 +103,31 @@ def _split_key(key: str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+def _is_header(line: str) -> bool:
+    """Whether the first line of ``vehicle_info.txt`` is a header: neither field 0 reads as
+    ``vid/imgid`` with numeric ids nor field 1 as an integer camera (the official header is
+    ``id/image;Camera ID;Time;Model;Type;Color``)."""
+    fields = line.split(";")
+    key = _split_key(fields[0].strip())
+    if key is not None and key[1].isdigit():
+        return False
+    return not (len(fields) > 1 and _is_int(fields[1].strip()))
+
+
+def _is_int(tok: str) -> bool:
+    try:
+        int(tok)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_vehicle_info(path: Path) -> dict[str, int]:
-    """``vid/imgid -> camera id``; the first line is a header and is skipped."""
+    """``vid/imgid -> camera id``; line 1 is skipped when it is a header (:func:`_is_header`)."""
     cams: dict[str, int] = {}
     where: dict[str, int] = {}
     for no, line in iter_lines(path):
-        if no == 1:
+        if no == 1 and _is_header(line):
             continue                      # header (e.g. "id/image;Camera ID;Time;Model;Type;Color")
         fields = line.split(";")
         if len(fields) < 2:
@@ -110,7 +150,7 @@ def _read_vehicle_info(path: Path) -> dict[str, int]:
 
 
 def _read_list(path: Path, img_dir: Path, cameras: dict[str, int], info_path: Path,
-               listing: DirListing) -> list[Record]:
+               listing: DirListing, orientations: dict[str, int] | None = None) -> list[Record]:
     out: list[Record] = []
     for no, line in iter_lines(path):
         parts = _split_key(line)
@@ -125,5 +165,7 @@ def _read_list(path: Path, img_dir: Path, cameras: dict[str, int], info_path: Pa
         if cam is None:
             raise DataFormatError(path, f"{line} has no camera: not in {info_path}", line=no,
                                   expected=f"every listed image to have a line in {info_path.name}")
-        out.append(Record(path=str(img_dir / vid / fname), pid=int(vid), camid=cam))
+        o = orientations.get(str(img_dir / vid / fname)) if orientations else None
+        out.append(Record(path=str(img_dir / vid / fname), pid=int(vid), camid=cam, orientation=o,
+                          view=None if o is None else orientation_to_view5(o)))
     return out

@@ -1,7 +1,8 @@
 """SynthVeRi presets and the configuration that identifies one generated data set.
 
 Two runs with the same :func:`run_config` (generator version, preset parameters, image size,
-seed) write byte-identical folders; the worker count is not part of it.
+seed, layout) write byte-identical folders; the worker count is not part of it. The layout
+(:data:`LAYOUTS`) only changes file names and list files: the rendered images are the same.
 """
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from reidlib.errors import ConfigError
 
 #: Bump whenever the rendered bytes change for a fixed config (it is part of the manifest).
 GENERATOR_VERSION = "1.0.0"
+
+#: On-disk layouts: VeRi-776's (Liu et al., ICME 2016), VehicleID's (Liu et al., CVPR 2016) and
+#: VERI-Wild's (Lou et al., CVPR 2019); see :mod:`reidlib.data.synth.layouts`.
+LAYOUTS = ("veri776", "vehicleid", "veriwild")
 
 #: Preset parameters. Expected images = (train + test ids) x mean(cams_per_id) x mean(frames_per_track).
 #:
@@ -37,8 +42,13 @@ def preset_params(preset: str) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in PRESETS[preset].items()}
 
 
-def run_config(preset: str, image_size: int, seed: int) -> dict[str, Any]:
-    """The JSON-able configuration stored in ``manifest.json`` and compared on re-runs."""
+def run_config(preset: str, image_size: int, seed: int, layout: str = "veri776") -> dict[str, Any]:
+    """The JSON-able configuration stored in ``manifest.json`` and compared on re-runs.
+
+    Folders written before layouts existed have no ``layout`` key: :func:`same_config` reads
+    them as ``"veri776"`` (the only layout there was), so they stay valid."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown SynthVeRi layout {layout!r}; expected one of {list(LAYOUTS)}")
     if not isinstance(image_size, int) or isinstance(image_size, bool) or not 32 <= image_size <= 1024:
         raise ConfigError(f"image_size must be an int in 32..1024, got {image_size!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -47,4 +57,16 @@ def run_config(preset: str, image_size: int, seed: int) -> dict[str, Any]:
     if params["n_cameras"] > 999 or params["n_train_ids"] + params["n_test_ids"] > 9999:
         raise ConfigError("VeRi names allow at most 999 cameras and 9999 identities")
     return {"generator": "SynthVeRi", "generator_version": GENERATOR_VERSION, "preset": preset,
-            "params": params, "image_size": image_size, "seed": seed}
+            "params": params, "image_size": image_size, "seed": seed, "layout": layout}
+
+
+def config_layout(cfg: Any) -> str:
+    """The layout of a stored configuration (``"veri776"`` when it predates layouts)."""
+    return cfg.get("layout", "veri776") if isinstance(cfg, dict) else "veri776"
+
+
+def same_config(old: Any, new: dict[str, Any]) -> bool:
+    """Whether stored configuration ``old`` describes the same data set as ``new``."""
+    if not isinstance(old, dict):
+        return False
+    return {**old, "layout": config_layout(old)} == {**new, "layout": config_layout(new)}

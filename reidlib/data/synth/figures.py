@@ -1,4 +1,4 @@
-"""Figures of SynthVeRi samples with their ground-truth part masks overlaid."""
+"""Figures of SynthVeRi samples with their ground-truth part masks overlaid (any layout)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from reidlib.data.synth.layouts import META_FILE, mask_file
 from reidlib.data.views import PART_LABELS, VIEW5
 
 #: overlay colour (RGB) of each part label
@@ -26,6 +27,19 @@ def overlay_parts(image_rgb: np.ndarray, parts: np.ndarray, alpha: float = 0.45)
     return np.where(fg, blend, image_rgb).astype(np.uint8)
 
 
+def _read_meta(root: Path, split: str) -> pd.DataFrame:
+    """The metadata of ``split`` with a ``path`` column relative to ``root``, in any layout."""
+    if (root / f"meta_{split}.csv").is_file():                      # VeRi-776 layout
+        meta = pd.read_csv(root / f"meta_{split}.csv")
+        return meta.assign(path=_FOLDERS[split] + "/" + meta["name"])
+    if (root / META_FILE).is_file():                                # VehicleID / VERI-Wild layouts
+        meta = pd.read_csv(root / META_FILE, dtype={"path": str})
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test' in this layout, got {split!r}")
+        return meta[meta["split"] == split].reset_index(drop=True)
+    raise FileNotFoundError(f"{root} has neither meta_{split}.csv nor {META_FILE}: not a SynthVeRi folder")
+
+
 def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay_masks: bool = True,
                 split: str = "train", groups: Optional[Sequence] = None, max_groups: int = 6, seed: int = 0,
                 alpha: float = 0.45):
@@ -33,6 +47,8 @@ def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay
     (``by="view"``: F, R, S, FS, RS), ``n`` random (seeded) images a row, with the ground-truth part
     masks overlaid (``overlay_masks``) and a legend of the part colours. ``groups`` picks the rows
     (camera ids or view names / indices); by default the first ``max_groups`` cameras or all 5 views.
+    In the VehicleID / VERI-Wild layouts (``synthveri_meta.csv``) ``split`` is ``"train"`` or
+    ``"test"``, and VehicleID's has no cameras (``by="view"`` only).
     Returns a matplotlib Figure."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -42,14 +58,15 @@ def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay
     if split not in _FOLDERS:
         raise ValueError(f"split must be one of {sorted(_FOLDERS)}, got {split!r}")
     root = Path(root)
-    meta = pd.read_csv(root / f"meta_{split}.csv")
+    meta = _read_meta(root, split)
     col = "camid" if by == "camera" else "view"
+    if col not in meta.columns:
+        raise ValueError(f"{root} has no cameras (VehicleID layout): use by='view'")
     if groups is None:
         keys = sorted(meta[col].unique())[:max_groups] if by == "camera" else list(range(len(VIEW5)))
     else:
         keys = [VIEW5.index(k) if isinstance(k, str) else int(k) for k in groups]
     rng = np.random.default_rng(seed)
-    folder = _FOLDERS[split]
     # object-oriented API (no pyplot): the figure is shown once, where the caller returns it
     fig = Figure(figsize=(1.5 * n, 1.55 * len(keys) + 0.5))
     axes = fig.subplots(len(keys), n, squeeze=False)
@@ -61,10 +78,10 @@ def sample_grid(root: str | os.PathLike, by: str = "camera", n: int = 6, overlay
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(pick):
-                name = pick.iloc[c]["name"]
-                img = cv2.cvtColor(cv2.imread(str(root / folder / name)), cv2.COLOR_BGR2RGB)
+                rel = pick.iloc[c]["path"]
+                img = cv2.cvtColor(cv2.imread(str(root / rel)), cv2.COLOR_BGR2RGB)
                 if overlay_masks:
-                    parts = cv2.imread(str(root / "masks" / folder / (name[:-4] + ".png")), cv2.IMREAD_UNCHANGED)
+                    parts = cv2.imread(str(root / mask_file(rel)), cv2.IMREAD_UNCHANGED)
                     img = overlay_parts(img, parts, alpha)
                 ax.imshow(img)
                 ax.set_title(f"{int(pick.iloc[c]['vid']):04d} {pick.iloc[c]['yaw']:.0f}°", fontsize=7)

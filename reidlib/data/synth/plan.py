@@ -27,7 +27,7 @@ from reidlib.data.synth.identities import make_identities
 from reidlib.data.views import orientation_to_view5, yaw_to_orientation8
 
 # random stream ids
-SPLIT, IDENT, CAMERA, TRACK, IMAGE, TEXTURE = range(1, 7)
+SPLIT, IDENT, CAMERA, TRACK, IMAGE, TEXTURE, QUERY = range(1, 8)
 
 
 def stream(seed: int, *keys: int) -> np.random.Generator:
