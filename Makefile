@@ -1,6 +1,8 @@
 # reidlib: two commands for a newcomer
 #   make book   builds the HTML book from the committed results (runs only what is missing)
 #   make test   unit tests + notebook tests (nbval) + a strict book build
+#   make check-book  builds the book, then reads every page in headless Chromium, offline
+#   make lab    JupyterLab on notebooks/ with the project's kernel (make notebook: the classic UI)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,8 +11,11 @@ STAMP := $(VENV)/.reidlib-setup
 PROFILE ?= cpu
 NOTEBOOKS ?= $(shell $(PYTHON) -c "import json;print(' '.join(json.load(open('notebooks/order.json'))))")
 BOOKFLAGS ?=
+CHROMIUM ?= /usr/bin/chromium
+CHECKFLAGS ?=
+LABFLAGS ?=
 
-.PHONY: setup book test unit nbval book-strict reproduce bench clean
+.PHONY: setup book test unit nbval book-strict reproduce bench clean check-book chromium lab notebook
 
 setup: $(STAMP)
 
@@ -33,6 +38,35 @@ book: $(STAMP)
 book-strict: $(STAMP)
 	$(PY) -m reidlib.book prepare
 	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going --all
+
+# The built book as a reader gets it: every page of _build/html opened in headless Chromium with the
+# network off, through file:// and from a local server on 127.0.0.1; fails on requests leaving the
+# book, broken links/anchors, missing images or alt text, console errors, unrendered TeX, and
+# tables/code wider than the page (scripts/check_book.py; options: CHECKFLAGS="--page book/span.html").
+check-book: book chromium
+	$(PY) scripts/check_book.py --html _build/html --chromium $(CHROMIUM) $(CHECKFLAGS)
+
+# Chromium from Debian's packages when missing (never a browser download). CI runs as root; elsewhere
+# this uses sudo. fonts-dejavu-core: a known font, so the widths check-book measures are repeatable.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "No Chromium at $(CHROMIUM): install it (Debian: apt-get install chromium) or pass CHROMIUM=/path" >&2; exit 1; fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "Installing Chromium from Debian's packages (apt-get)"; \
+	apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300"; \
+	$$apt update && $$apt install -y --no-install-recommends chromium fonts-dejavu-core; \
+	test -x "$(CHROMIUM)"
+
+# Interactive: the notebooks in JupyterLab (or the classic Notebook 7 UI) with the venv's kernel,
+# "Python 3 (reidlib)". Headless machine: make lab LABFLAGS=--no-browser (open the printed URL).
+# (Jupyter refuses to run as root without --allow-root; CI machines and containers run as root.)
+JUPYTER_ROOT = $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" $(JUPYTER_ROOT) $(LABFLAGS)
+
+notebook: $(STAMP)
+	$(VENV)/bin/jupyter notebook --ServerApp.root_dir="$(CURDIR)/notebooks" $(JUPYTER_ROOT) $(LABFLAGS)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/
