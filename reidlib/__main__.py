@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
-    from reidlib.config import load_config
+    from reidlib.config import REID_MODELS, load_config
 
     extra = {"data.root": args.data}
     if args.dataset:
@@ -80,7 +80,8 @@ def _cmd_train(args) -> int:
         extra["train.progress"] = False
     cfg = load_config(args.config, model=args.model, overrides=args.overrides, **extra)
 
-    from reidlib.engine.tasks import evaluate_reid, run_training
+    from reidlib.engine.evaluation import evaluate_reid
+    from reidlib.engine.training import run_training
 
     res = run_training(cfg, resume=args.resume)
     last = res.history[-1] if res.history else {}
@@ -88,7 +89,7 @@ def _cmd_train(args) -> int:
     print(f"trained {cfg.model.name}: {res.iterations} iterations in {res.seconds:.1f} s; last log {losses}")
     print(f"model: {res.checkpoint}")
     print(f"checkpoint: {res.last_checkpoint}  log: {res.log_path}")
-    if args.eval and cfg.model.name in ("baseline", "span", "musp"):
+    if args.eval and cfg.model.name in REID_MODELS:
         m = evaluate_reid(res.model, None, cfg)
         _print_metrics(m)
     return 0
@@ -107,7 +108,7 @@ def _print_metrics(m: dict) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from reidlib.engine.tasks import evaluate_reid
+    from reidlib.engine.evaluation import evaluate_reid
 
     cfg = {}
     if args.dataset:
@@ -118,11 +119,18 @@ def _cmd_evaluate(args) -> int:
         cfg["train.device"] = args.device
     m = evaluate_reid(args.checkpoint, args.data, cfg or None, distance=args.distance, device=args.device,
                       batch_size=args.batch_size)
+    valid = [r.num_valid_queries for r in m.get("rank_results") or [m["rank_result"]]]
     _print_metrics(m)
     if args.json:
         from reidlib.utils.io import atomic_write_json
 
-        atomic_write_json(args.json, {k: v for k, v in m.items() if k not in ("query", "gallery")})
+        atomic_write_json(args.json, {k: v for k, v in m.items()
+                                       if k not in ("query", "gallery", "rank_result", "rank_results", "distmat")})
+    if min(valid) == 0:
+        print(f"error: no query has a true match in the gallery ({m['num_query']:.0f} queries, "
+              f"{m['num_gallery']:.0f} gallery images, same id and camera excluded): the metrics are undefined; "
+              "check that query and gallery share identities", file=sys.stderr)
+        return 1
     return 0
 
 

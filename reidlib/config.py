@@ -7,9 +7,10 @@
 Precedence: the model's defaults (:func:`default_config`) < the YAML file < the overrides.
 Overrides use dotted keys and are coerced to the type of the field they set (``"1e-4"`` ->
 ``float``, ``"[10, 20]"`` -> ``list[int]``, ``"true"`` -> ``bool``, ``"none"`` -> ``None`` for
-optional fields). ``model.kwargs`` is free-form (model-specific constructor arguments; values
-parsed as YAML). An unknown key raises :class:`reidlib.errors.ConfigError` naming the key and the
-valid ones. This module does not import torch.
+optional fields). ``model.kwargs`` holds the model's own options, checked against the model's
+constructor when the configuration is built (:func:`reidlib.models.registry.check_options`). An
+unknown key or option raises :class:`reidlib.errors.ConfigError` naming it and the valid ones.
+Building a configuration imports the model's module (and so torch); parsing ``--help`` does not.
 
 Schedules are in ``optim.unit``: ``"iter"`` (optimiser steps) or ``"epoch"`` (passes over the
 P x K batches of the training set, converted to iterations once the data are loaded); this lets
@@ -23,12 +24,15 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional
 
 from reidlib.errors import ConfigError
+from reidlib.models.registry import MODELS as _MODEL_TABLE, REID_MODELS
+from reidlib.utils.coerce import coerce, parse_yaml_value
 
-REID_MODELS = ("baseline", "span", "musp")
-MODELS = REID_MODELS + ("span-masks", "foreground")
+#: model names (the table is :data:`reidlib.models.registry.MODELS`; importing it does not import torch)
+MODELS = tuple(_MODEL_TABLE)
+#: dataset names (the table is :data:`reidlib.data.registry.DATASETS`)
 DATASETS = ("veri776", "vehicleid", "veriwild")
 
 
@@ -44,6 +48,12 @@ class DataConfig:
     batch_size: int = 32  #: for the non-re-ID tasks (span-masks, foreground)
     num_workers: int = 4
     transforms: dict = field(default_factory=dict)  #: extra keyword arguments of build_transforms
+    #: how training images reach the model: "cache" (decoded once into a uint8 tensor cache,
+    #: augmented in batches in the main process), "files" (decoded per image by DataLoader
+    #: workers) or "auto" (cache when the split fits cache_max_gb)
+    loader: str = "auto"
+    cache_dir: str = ""  #: "" = beside the data when writable, else data/image-cache
+    cache_max_gb: float = 4.0
 
 
 @dataclass
@@ -52,7 +62,9 @@ class ModelConfig:
     backbone: str = "resnet50"
     weights: Optional[str] = None  #: local ImageNet state-dict file (never downloaded)
     last_stride: int = 1
-    kwargs: dict = field(default_factory=dict)  #: model-specific constructor arguments
+    #: the model's options (its constructor's keyword arguments, typed by its annotations; checked
+    #: by :func:`reidlib.models.registry.check_options` when the configuration is built)
+    kwargs: dict = field(default_factory=dict)
     span_checkpoint: Optional[str] = None  #: SPAN re-ID: the trained SPAN (`train --model span-masks`)
 
 
@@ -62,7 +74,7 @@ class LossConfig:
     margin: float = 0.3
     id_weight: float = 1.0
     triplet_weight: float = 1.0
-    triplet_on: str = ""  #: concat | per_part | global | cpdm ("" = the model's own: see TRIPLET_ON)
+    triplet_on: str = ""  #: concat | per_part | global | cpdm (each re-ID model's DEFAULT_RUN sets its own)
 
 
 @dataclass
@@ -89,8 +101,8 @@ class TrainConfig:
     log_every: int = 20
     seed: int = 0
     device: str = "auto"
-    amp: str = "auto"  #: auto | bf16 | fp16 | off (CUDA only)
-    channels_last: bool = True  #: CUDA only
+    amp: str = "auto"  #: auto (bf16 where the CPU/GPU computes it natively) | bf16 | fp16 | off
+    channels_last: bool = True  #: with autocast (CPU) and on CUDA
     deterministic: bool = True
     progress: bool = True
 
@@ -99,9 +111,9 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 128
     num_workers: int = 4
-    distance: str = ""  #: "" = the model's own (model.distance); see reidlib.cpdm.build_distance
+    distance: str = ""  #: "" = the model's own (model.distance); see reidlib.metrics.distance.build_distance
     chunk_size: int = 0  #: queries per distance-matrix chunk (0 = chosen from a memory budget)
-    amp: str = "off"  #: autocast for feature extraction on CUDA (off = float32 features)
+    amp: str = "auto"  #: autocast for feature extraction (as train.amp); features are stored in float32
 
 
 @dataclass
@@ -163,42 +175,16 @@ class Config:
         return cfg
 
 
-#: the triplet loss each model is trained with (paper text): baseline on its one global feature,
-#: SPAN on the CPDM distance (eq. 7), MUSP on every part feature (eq. 13)
-TRIPLET_ON = {"baseline": "global", "span": "cpdm", "musp": "per_part"}
-
-#: per-model defaults on top of the dataclass defaults (dotted key -> value)
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    # Luo et al.'s strong baseline (bag of tricks): 120 epochs, / 10 at 40 and 70, 10 warm-up epochs
-    "baseline": {"optim.unit": "epoch", "optim.max_iters": 120, "optim.milestones": [40, 70],
-                 "optim.warmup_iters": 10},
-    # SPAN Sec. 4.2: ResNet-50 two-stage part features, P=8, K=4, 30,000 iterations, lambdas 1.
-    # The optimiser and its schedule are not stated in the paper: ours (bag-of-tricks Adam).
-    "span": {"data.p": 8, "data.k": 4, "optim.unit": "iter", "optim.max_iters": 30000,
-             "optim.milestones": [12000, 24000], "optim.warmup_iters": 2000,
-             "model.kwargs": {"dim": 1024}},
-    # MUSP Sec. 5.2: 256x256, batch 64 = 16 ids x 4, Adam 3.5e-4 wd 5e-4, 90 epochs,
-    # / 10 at 30 and 60, warm-up 10 epochs from 3.5e-5, label smoothing
-    "musp": {"data.p": 16, "data.k": 4, "optim.unit": "epoch", "optim.max_iters": 90,
-             "optim.milestones": [30, 60], "optim.warmup_iters": 10, "optim.warmup_factor": 0.1},
-    # SPAN step 1 as in SPAN's public code: ResNet-34, 192x192, Adam 1e-4, batch 32, 10 epochs
-    "span-masks": {"model.backbone": "resnet34", "data.batch_size": 32, "optim.lr": 1e-4,
-                   "optim.weight_decay": 0.0, "optim.unit": "epoch", "optim.max_iters": 10,
-                   "optim.milestones": [], "optim.warmup_iters": 0, "train.checkpoint_every": 500},
-    # the foreground network of SPAN's public code (ResNet-34 trained on GrabCut masks); schedule ours
-    "foreground": {"model.backbone": "resnet34", "data.batch_size": 32, "optim.lr": 1e-4,
-                   "optim.weight_decay": 0.0, "optim.unit": "epoch", "optim.max_iters": 10,
-                   "optim.milestones": [], "optim.warmup_iters": 0, "train.checkpoint_every": 500},
-}
-
-
 def default_config(model: str = "baseline") -> Config:
-    """The defaults for ``model`` (one of :data:`MODELS`)."""
+    """The defaults for ``model`` (one of :data:`MODELS`): the dataclass defaults below, then the
+    run defaults declared beside the model (``DEFAULT_RUN``, :func:`reidlib.models.registry.default_run`)."""
+    from reidlib.models.registry import default_run
+
     if model not in MODELS:
         raise ConfigError(f"unknown model {model!r}; valid models: {', '.join(MODELS)}")
     cfg = Config()
     cfg.model.name = model
-    for key, value in MODEL_DEFAULTS.get(model, {}).items():
+    for key, value in default_run(model).items():
         set_value(cfg, key, copy.deepcopy(value))
     return cfg
 
@@ -206,82 +192,6 @@ def default_config(model: str = "baseline") -> Config:
 # ------------------------------------------------------------------------------------------------
 # setting values
 # ------------------------------------------------------------------------------------------------
-
-_TRUE = {"true", "yes", "y", "on", "1"}
-_FALSE = {"false", "no", "n", "off", "0"}
-_NONE = {"none", "null", "~", ""}
-
-
-def _yaml(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is Union:  # Optional[X]
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
-            return None
-        return _coerce(value, args[0], key)
-    try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, (int, float)) and value in (0, 1):
-                return bool(value)
-            s = str(value).strip().lower()
-            if s in _TRUE:
-                return True
-            if s in _FALSE:
-                return False
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                return int(value)
-            return int(str(value).strip()) if isinstance(value, str) else int(value)
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, int):
-                return value  # iteration counts stay integers
-            if isinstance(value, str):
-                s = value.strip()
-                if s.lstrip("+-").isdigit():
-                    return int(s)
-            return float(value)
-        if tp is str:
-            return "" if value is None else str(value)
-        if tp is list or origin is list:
-            if isinstance(value, str):
-                value = _yaml(value) if value.strip() else []
-            if value is None:
-                return []
-            if isinstance(value, (int, float)):
-                value = [value]
-            if not isinstance(value, (list, tuple)):
-                raise ValueError
-            return [v for v in value]
-        if tp is dict or origin is dict:
-            if isinstance(value, str):
-                value = _yaml(value) if value.strip() else {}
-            if value is None:
-                return {}
-            if not isinstance(value, Mapping):
-                raise ValueError
-            return dict(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: cannot use {value!r} as {getattr(tp, '__name__', tp)}") from None
-    return value
-
 
 def _section_fields(obj: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(type(obj))
@@ -324,9 +234,9 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
         d = getattr(section, name)
         for p in parts[2:-1]:
             d = d.setdefault(p, {})
-        d[parts[-1]] = _yaml(value) if isinstance(value, str) else value
+        d[parts[-1]] = parse_yaml_value(value) if isinstance(value, str) else value
         return
-    value = _coerce(value, tp, key)
+    value = coerce(value, tp, key)
     if isinstance(value, dict):  # free-form dicts merge
         merged = dict(getattr(section, name))
         merged.update(value)
@@ -438,9 +348,13 @@ def validate(cfg: Config) -> Config:
     one_of("data.dataset", cfg.data.dataset, DATASETS)
     one_of("optim.name", cfg.optim.name.lower(), ("adam", "adamw", "sgd"))
     one_of("optim.unit", cfg.optim.unit, ("iter", "epoch"))
+    one_of("data.loader", cfg.data.loader, ("auto", "cache", "files"))
     one_of("optim.warmup_method", cfg.optim.warmup_method, ("linear", "constant"))
-    if cfg.loss.triplet_on:
+    if cfg.model.name in REID_MODELS:
         one_of("loss.triplet_on", cfg.loss.triplet_on, ("concat", "per_part", "global", "cpdm"))
+    from reidlib.models.registry import check_options
+
+    cfg.model.kwargs = check_options(cfg.model.name, cfg.model.kwargs)
     one_of("span.area_mode", cfg.span.area_mode, ("code", "paper"))
     for key in ("data.p", "data.k", "data.height", "data.width", "data.batch_size", "train.log_every"):
         sec, name = key.split(".")
@@ -454,10 +368,6 @@ def validate(cfg: Config) -> Config:
     if any(not isinstance(m, (int, float)) or isinstance(m, bool) for m in ms) or ms != sorted(ms):
         raise ConfigError(f"optim.milestones must be increasing numbers, got {ms}")
     return cfg
-
-
-def triplet_on(cfg: Config) -> str:
-    return cfg.loss.triplet_on or TRIPLET_ON.get(cfg.model.name, "concat")
 
 
 def to_yaml(cfg: Config) -> str:

@@ -22,3 +22,8 @@ class DataFormatError(ValueError):
 
 class ConfigError(ValueError):
     """Bad configuration or parameters (unknown key, wrong type)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be used: truncated, corrupt, not reidlib's, or
+    holding Python objects (refused: loading them would run code from the file)."""

@@ -20,16 +20,19 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from reidlib import paths
 from reidlib.utils.io import atomic_path, atomic_write_json, atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = paths.home()
 REQUIRED_PARAMETERS = ("profile", "device", "data_root", "results_dir", "seed")
 PROFILE_ORDER = ("paper", "gpu", "cpu", "smoke")  # the book shows the most complete run available
 METRICS_FILE = "metrics.json"
@@ -65,6 +68,32 @@ def record(results_dir: str | os.PathLike, metrics: Mapping[str, Any], tables: O
     return out
 
 
+def record_results(results_dir: str | os.PathLike, table, *, arrays: Optional[Mapping[str, Any]] = None,
+                   verdicts=None, comparisons=None, tables: Optional[Mapping[str, Any]] = None,
+                   figures: Optional[Mapping[str, Any]] = None, **metrics: Any) -> Path:
+    """:func:`record` for an ablation page: ``table`` as ``table.csv`` and, in the metrics, its
+    numeric columns by row (a multi-level row key ``("a", 0.5)`` becomes ``"a=0.5"``); the
+    per-query ``arrays`` as ``per_query.npz`` (:mod:`reidlib.per_query`); the claims' ``verdicts``
+    (and their ``comparisons``) as ``claims.csv`` (``comparisons.csv``) and, in the metrics, as
+    records; further ``tables``, ``figures`` and ``metrics`` as given."""
+    from reidlib import per_query
+
+    numeric = table.select_dtypes("number")
+    rows = {("=".join(f"{x:g}" if isinstance(x, float) else str(x) for x in k) if isinstance(k, tuple) else k): v
+            for k, v in numeric.to_dict(orient="index").items()}
+    out = {"table": rows, **metrics}
+    extra = {"table": table, **(tables or {})}
+    if verdicts is not None:
+        out["claims"] = verdicts.to_dict(orient="records")
+        extra["claims"] = verdicts
+    if comparisons is not None:
+        extra["comparisons"] = comparisons
+    if arrays is not None:
+        per_query.save(Path(results_dir) / "per_query.npz", arrays)
+        out["per_query"] = "per_query.npz"
+    return record(results_dir, out, tables=extra, figures=figures)
+
+
 def _jsonable(obj: Any) -> Any:
     try:
         import numpy as np
@@ -85,25 +114,6 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def synthveri_root(profile: str, data_root: Optional[str] = None, seed: int = 0,
-                   cache_dir: Optional[str | os.PathLike] = None) -> Path:
-    """The dataset folder a notebook should use: ``data_root`` when the user points at their own
-    data (VeRi-776 layout), else SynthVeRi generated for ``profile`` into ``data/`` (idempotent:
-    an existing complete folder with the same manifest is reused)."""
-    if data_root:
-        root = Path(data_root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"data_root {root} does not exist (expected a VeRi-776-layout folder)")
-        return root
-    from reidlib.data.synth import generate
-    from reidlib.profiles import get_profile
-
-    prof = get_profile(profile)
-    base = Path(cache_dir) if cache_dir else REPO_ROOT / "data"
-    out = base / f"synthveri-{prof['synth_preset']}-{prof['image_size']}px-seed{seed}"
-    return Path(generate(out, preset=prof["synth_preset"], image_size=prof["image_size"], seed=seed))
-
-
 # --------------------------------------------------------------------------------------------
 # provenance
 # --------------------------------------------------------------------------------------------
@@ -121,7 +131,8 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
     import torchvision
 
     import reidlib
-    from reidlib.utils.device import device_name
+    from reidlib.engine.trainer import precision_name, resolve_amp
+    from reidlib.utils.device import device_name, resolve_device
 
     status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     seeds = parameters.get("seeds")
@@ -136,6 +147,9 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_name(device),
+        # what training and feature extraction use by default on this device (train.amp=auto)
+        "precision": precision_name(resolve_amp("auto", resolve_device(device)), channels_last=False),
+        "torch_threads": torch.get_num_threads(),
         "profile": profile,
         "seeds": seeds,
         "parameters": _jsonable(dict(parameters)),
@@ -187,65 +201,188 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_TMP_PREFIX = "."            # temporary run folders: results/<profile>/.<name>.run-<id>/
+_COMMITTED = "COMMITTED"     # marker: the run succeeded; its files replace the results
+
+
+def check_parameters(declared: Mapping[str, Any], params: Mapping[str, Any], notebook: str) -> None:
+    """Refuse parameters the notebook does not declare, or whose type differs from the declared
+    default's (``seed=abc``); ``seed`` must be a non-negative integer."""
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ExperimentError(f"{notebook} does not declare parameter(s) {unknown}; declared: {sorted(declared)}")
+    for key, value in params.items():
+        default = declared[key]
+        if default is None or value is None or isinstance(default, str) and key in ("results_dir", "data_root"):
+            continue
+        want = type(default)
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ExperimentError(f"{notebook}: parameter {key}={value!r} is a {type(value).__name__}; expected a "
+                                  f"{want.__name__} like its default {default!r}")
+    seed = params.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ExperimentError(f"{notebook}: seed must be a non-negative integer, got {seed!r}")
+
+
+class _RunLock:
+    """One run of ``results/<profile>/<name>`` at a time: an exclusive ``flock`` on
+    ``.<name>.lock`` (released by the OS when the process dies, so a killed run never blocks)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise ExperimentError(f"{self.path.stem.lstrip('.')} is already running for this profile ({holder}, "
+                                  f"lock {self.path}); wait for it to finish or stop it") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()} since {_dt.datetime.now().isoformat(timespec='seconds')}")
+        self.fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+        return False
+
+
+def _commit(tmp: Path, out_dir: Path, name: str) -> None:
+    """Move the run's ``<name>/``, ``<name>.ipynb`` and ``<name>.json`` from ``tmp`` over the
+    results (each by one rename; earlier files go to ``tmp/old`` first), then delete ``tmp``.
+    Idempotent: after a crash half-way, running it again finishes the job."""
+    old = tmp / "old"
+    old.mkdir(exist_ok=True)
+    for item in (name, f"{name}.ipynb", f"{name}.json"):
+        src, dst = tmp / item, out_dir / item
+        if not src.exists():            # already moved by an interrupted commit
+            continue
+        if dst.exists():
+            os.replace(dst, old / item)
+        os.replace(src, dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover(out_dir: Path, name: str) -> None:
+    """Finish the commit of a run that was killed while committing; delete the temporary folders
+    of runs that did not succeed (killed, timed out)."""
+    for tmp in sorted(out_dir.glob(f"{_TMP_PREFIX}{name}.run-*")):
+        if (tmp / _COMMITTED).exists():
+            _commit(tmp, out_dir, name)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any]] = None, *,
         results_root: Optional[str | os.PathLike] = None, notebooks_dir: Optional[str | os.PathLike] = None,
         kernel_name: Optional[str] = None, progress_bar: bool = False, timeout: Optional[int] = None) -> dict[str, Any]:
-    """Execute ``notebooks/<name>.ipynb`` for ``profile``; return the JSON record written next to it."""
+    """Execute ``notebooks/<name>.ipynb`` for ``profile``; return the JSON record written next to it.
+
+    Results are written the way a database commits: the notebook runs into a temporary folder
+    beside ``results/<profile>/`` and only a successful run replaces ``<name>.ipynb``,
+    ``<name>.json`` and ``<name>/`` (tables, figures). A failed, timed-out, interrupted (SIGINT,
+    SIGTERM) or killed run changes nothing but ``<name>.failed.ipynb`` (the executed notebook, for
+    inspection; not after SIGKILL) and leaves no temporary file behind (a killed run's are removed
+    by the next run of the same notebook). One run per notebook and profile at a time."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     from reidlib.profiles import PROFILES
 
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ExperimentError(f"notebook name {name!r}: expected a name such as 'span_losses' (letters, digits, "
+                              "'_' and '-'), not a path")
     if profile not in PROFILES:
         raise ExperimentError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
     src = notebook_path(name, Path(notebooks_dir) if notebooks_dir else None)
     declared = declared_parameters(src)
     params = dict(parameters or {})
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise ExperimentError(f"{src.name} does not declare parameter(s) {unknown}; declared: {sorted(declared)}")
+    check_parameters(declared, params, src.name)
 
-    out_dir = Path(results_root) if results_root else REPO_ROOT / "results"
-    out_dir = out_dir / profile
-    work_dir = out_dir / name  # tables, figures, metrics.json
-    if work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir(parents=True)
-    params.update(profile=profile, results_dir=str(work_dir.resolve()))
-    merged = {**declared, **params}
-    device = merged.get("device") or "auto"
-
-    prov = provenance(profile, merged, device)  # the code as it is when the run starts
-    start = _dt.datetime.now(_dt.timezone.utc)
-    t0 = time.perf_counter()
-    out_nb = out_dir / f"{name}.ipynb"
+    out_dir = (Path(results_root) if results_root else REPO_ROOT / "results") / profile
     failed_nb = out_dir / f"{name}.failed.ipynb"
-    with atomic_path(out_nb, suffix=".ipynb") as tmp_nb:
-        try:
-            papermill.execute_notebook(str(src), str(tmp_nb), parameters=params, kernel_name=kernel_name,
-                                       progress_bar=progress_bar, cwd=str(src.parent),
-                                       execution_timeout=timeout)
-        except PapermillExecutionError as err:
-            shutil.copyfile(tmp_nb, failed_nb)
-            raise ExperimentError(f"{src.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}. "
-                                  f"Executed notebook kept at {failed_nb}") from None
-    end = _dt.datetime.now(_dt.timezone.utc)
-    if failed_nb.exists():
-        failed_nb.unlink()
+    with _RunLock(out_dir / f"{_TMP_PREFIX}{name}.lock"):
+        _recover(out_dir, name)
+        tmp = out_dir / f"{_TMP_PREFIX}{name}.run-{os.getpid()}-{int(time.time())}"
+        work_dir = tmp / name  # tables, figures, metrics.json
+        work_dir.mkdir(parents=True)
+        params.update(profile=profile, results_dir=str(work_dir.resolve()))
+        if "results_root" in declared:
+            params.setdefault("results_root", str(out_dir.parent.resolve()))
+        merged = {**declared, **params}
+        device = merged.get("device") or "auto"
 
-    metrics_path = work_dir / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    if metrics_path.exists():  # its content lives on in NAME.json, next to the provenance
-        metrics_path.unlink()
-    rec = {
-        "name": name,
-        "metrics": metrics,
-        **prov,
-        "start": start.isoformat(timespec="seconds"),
-        "end": end.isoformat(timespec="seconds"),
-        "duration_s": round(time.perf_counter() - t0, 1),
-    }
-    atomic_write_json(out_dir / f"{name}.json", rec)
+        prov = provenance(profile, merged, device)  # the code as it is when the run starts
+        start = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        tmp_nb = tmp / f"{name}.ipynb"
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
+        try:
+            try:
+                papermill.execute_notebook(str(src), str(tmp_nb), parameters=params, kernel_name=kernel_name,
+                                           progress_bar=progress_bar, cwd=str(src.parent),
+                                           execution_timeout=timeout)
+            except BaseException as err:
+                if tmp_nb.exists():
+                    with atomic_path(failed_nb, suffix=".ipynb") as kept:
+                        shutil.copyfile(tmp_nb, kept)
+                shutil.rmtree(tmp, ignore_errors=True)
+                where = f"; executed notebook kept at {failed_nb}" if failed_nb.exists() else ""
+                if isinstance(err, PapermillExecutionError):
+                    raise ExperimentError(f"{src.name} failed in cell {err.exec_count}: {err.ename}: "
+                                          f"{err.evalue}{where}") from None
+                if isinstance(err, KeyboardInterrupt):
+                    raise ExperimentError(f"{src.name} interrupted ({err or 'SIGINT'}); earlier results are "
+                                          f"unchanged{where}") from None
+                if type(err).__name__ in ("CellTimeoutError", "TimeoutError"):
+                    raise ExperimentError(f"{src.name}: a cell ran longer than --timeout {timeout} s; earlier "
+                                          f"results are unchanged{where}") from None
+                raise
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+        end = _dt.datetime.now(_dt.timezone.utc)
+
+        metrics_path = work_dir / METRICS_FILE
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        if metrics_path.exists():  # its content lives on in NAME.json, next to the provenance
+            metrics_path.unlink()
+        rec = {
+            "name": name,
+            "metrics": metrics,
+            **prov,
+            "start": start.isoformat(timespec="seconds"),
+            "end": end.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - t0, 1),
+        }
+        atomic_write_json(tmp / f"{name}.json", rec)
+        atomic_write_text(tmp / _COMMITTED, "")
+        _commit(tmp, out_dir, name)
+        if failed_nb.exists():
+            failed_nb.unlink()
     return rec
 
 
@@ -272,6 +409,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p_run.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
                        help="override a notebook parameter (value parsed as YAML); repeatable")
     p_run.add_argument("--results-root", default=None)
+    p_run.add_argument("--notebooks-dir", default=None, help="where NAME.ipynb is (default: notebooks/)")
     p_run.add_argument("--kernel", default=None)
     p_run.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     p_list = sub.add_parser("list", help="list notebooks and the results available for each")
@@ -281,7 +419,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.cmd == "run":
             rec = run(args.name, args.profile, parse_overrides(args.parameter), results_root=args.results_root,
-                      kernel_name=args.kernel, progress_bar=sys.stderr.isatty(), timeout=args.timeout)
+                      notebooks_dir=args.notebooks_dir, kernel_name=args.kernel, progress_bar=sys.stderr.isatty(), timeout=args.timeout)
             shown = {k: v for k, v in rec["metrics"].items() if not isinstance(v, (dict, list))}
             print(f"{args.name} [{args.profile}] done in {rec['duration_s']} s on {rec['device']}: "
                   f"{json.dumps(shown)[:400]}")

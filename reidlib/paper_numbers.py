@@ -1,13 +1,10 @@
-"""The papers' published numbers and the claims their ablations make, for side-by-side tables.
+"""The papers' published numbers, for side-by-side tables.
 
 These are quotations of the papers (VeRi-776 / VehicleID, real data), used only as the "paper"
-column next to our measurements; the claims are the orderings each ablation is cited for. Our
-measurements come from ``results/<profile>/*.json`` (never from this module).
+column next to our measurements; the claims each ablation is cited for are in
+:mod:`reidlib.claims`. Our measurements come from ``results/<profile>/`` (never from this module).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Callable, Mapping
 
 # SPAN + CPDM (Chen et al., ECCV 2020), VeRi-776, R-1 / mAP in %.
 SPAN_TABLE1 = {  # loss ablation (Table 1)
@@ -51,60 +48,3 @@ PAPER_TABLES = {
     "musp_ese": ("MUSP Table 6 (VehicleID small)", MUSP_TABLE6),
     "musp_activation": ("MUSP Table 7 (VeRi-776)", MUSP_TABLE7),
 }
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An ordering a paper states; ``check`` takes our ``{row: {metric: value}}`` table."""
-
-    experiment: str
-    text: str
-    check: Callable[[Mapping[str, Mapping[str, float]]], bool]
-    rows: tuple
-
-
-def _gt(a, b, metric="mAP"):
-    return lambda t: t[a][metric] > t[b][metric]
-
-
-def _all_gt(a, others, metric="mAP"):
-    return lambda t: all(t[a][metric] > t[o][metric] for o in others)
-
-
-CLAIMS = [
-    Claim("span_losses", "SPAN trained with all three losses beats the baseline (mAP)", _gt("full", "baseline"),
-          ("full", "baseline")),
-    Claim("span_losses", "all three losses beat every partial combination (mAP)",
-          _all_gt("full", ["only_recon", "wo_area", "wo_div"]), ("full", "only_recon", "wo_area", "wo_div")),
-    Claim("span_aggregation", "concatenated part features beat an FC aggregation (mAP)", _gt("span_cat", "span_fc"),
-          ("span_cat", "span_fc")),
-    Claim("span_aggregation", "CPDM beats Euclidean distance on the same concatenated features (mAP)",
-          _gt("span_cpdm", "span_cat"), ("span_cpdm", "span_cat")),
-    Claim("span_aggregation", "SPAN w/ CPDM beats the baseline (mAP)", _gt("span_cpdm", "baseline"),
-          ("span_cpdm", "baseline")),
-    Claim("musp_attentions", "n = 5 attentions gives the best mAP", _all_gt(5, [2, 3, 4, 6]), (2, 3, 4, 5, 6)),
-    Claim("musp_attentions", "four or more attentions beat fewer than four (mean mAP)",
-          lambda t: (t[4]["mAP"] + t[5]["mAP"] + t[6]["mAP"]) / 3 > (t[2]["mAP"] + t[3]["mAP"]) / 2, (2, 3, 4, 5, 6)),
-    Claim("musp_ese", "ESE improves rank-1", _gt("with_ese", "without_ese", "R1"), ("with_ese", "without_ese")),
-    Claim("musp_activation", "softmax attention beats sigmoid attention (mAP)", _gt("softmax", "sigmoid"),
-          ("softmax", "sigmoid")),
-]
-
-
-#: claims on mask quality, for which the papers publish no numbers: the SPAN supplementary's choice
-#: of the area cap ``a`` and margin ``m``, and Fig. 4's multi-digit localisation (qualitative in the
-#: paper; our proxy is the mean IoU of each digit's thresholded mask with that digit's true mask)
-MASK_CLAIMS = [
-    Claim("span_hyperparams", "a = 0.7 (the paper's choice) gives the best mask IoU among a = 0.5, 0.7, 0.9",
-          _all_gt("a=0.7", ["a=0.5", "a=0.9"], "mean IoU"), ("a=0.5", "a=0.7", "a=0.9")),
-    Claim("span_hyperparams", "m = 0.04 (the paper's choice) gives a better mask IoU than m = 0",
-          _gt("m=0.04", "m=0", "mean IoU"), ("m=0", "m=0.04")),
-    Claim("multidigit", "SPAN localises each digit from image-level labels alone, with the paper's loss "
-          "weights (Fig. 4; proxy: mean mask IoU of at least 50%)",
-          lambda t: t["mean"]["paper weights"] >= 50.0, ("mean",)),
-    Claim("multidigit", "SPAN localises each digit from image-level labels alone, with our adjustment "
-          "(reconstruction weight x10, larger digits; same proxy)",
-          lambda t: t["mean"]["recon x10, larger digits"] >= 50.0, ("mean",)),
-]
-MASK_TITLES = {"span_hyperparams": "SPAN supplementary (a, m; mask IoU)",
-               "multidigit": "SPAN Fig. 4 (multi-digit; mask IoU)"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.config import (Config, as_config, default_config, load_config, to_yaml, triplet_on, valid_keys)
+from reidlib.config import (Config, as_config, default_config, load_config, to_yaml, valid_keys)
 from reidlib.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,12 +38,12 @@ def test_model_defaults_follow_the_papers():
     assert (musp.optim.unit, musp.optim.max_iters, musp.optim.milestones, musp.optim.warmup_iters) == \
         ("epoch", 90, [30, 60], 10)
     span = default_config("span")
-    assert (span.data.p, span.data.k, span.optim.max_iters) == (8, 4, 30000) and triplet_on(span) == "cpdm"
+    assert (span.data.p, span.data.k, span.optim.max_iters) == (8, 4, 30000) and span.loss.triplet_on == "cpdm"
     s1 = default_config("span-masks")
     assert (s1.model.backbone, s1.span.size, s1.optim.lr, s1.data.batch_size, s1.optim.max_iters) == \
         ("resnet34", 192, 1e-4, 32, 10)
     assert (s1.span.lambda_recon, s1.span.lambda_area, s1.span.lambda_div) == (1.0, 0.5, 1.0)
-    assert triplet_on(default_config("musp")) == "per_part" and triplet_on(default_config("baseline")) == "global"
+    assert default_config("musp").loss.triplet_on == "per_part" and default_config("baseline").loss.triplet_on == "global"
     with pytest.raises(ConfigError, match="unknown model"):
         default_config("resnet")
 
@@ -88,7 +88,9 @@ def test_yaml_file_and_precedence(tmp_path):
     cfg = load_config(f, overrides=["optim.lr=0.002"])
     assert cfg.model.name == "musp" and cfg.model.kwargs == {"num_attentions": 3}
     assert cfg.optim.lr == 0.002 and cfg.data.p == 4 and cfg.optim.milestones == [30, 60]
-    assert load_config(f, model="baseline").model.name == "baseline"
+    # the file's MUSP options do not fit another model: refused when the config is built, naming them
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['num_attentions'\] for model 'baseline'"):
+        load_config(f, model="baseline")
     # round trip through YAML
     g = tmp_path / "g.yaml"
     g.write_text(to_yaml(cfg))

@@ -17,7 +17,9 @@ from reidlib.engine.checkpoint import (CheckpointManager, capture_rng_state, loa
                                        save_checkpoint)
 from reidlib.engine.logging import JSONLLogger, read_jsonl
 from reidlib.engine.optim import WarmupMultiStepLR, build_optimizer, epochs_to_iters, warmup_multistep_factor
-from reidlib.engine.trainer import RandomBatchSampler, Trainer, build_loader, resolve_amp
+from reidlib.data.loaders import build_loader
+from reidlib.data.sampler import RandomBatchSampler
+from reidlib.engine.trainer import Trainer, criterion_step, resolve_amp
 from reidlib.errors import ConfigError
 from reidlib.utils.device import seed_everything
 
@@ -118,14 +120,40 @@ def test_build_optimizer():
         build_optimizer("rmsprop", m, lr=0.1)
 
 
-def test_amp_and_channels_last_only_on_cuda():
+def test_cpu_precision_follows_the_processor(monkeypatch):
+    import reidlib.utils.device as dev
+
     cpu = torch.device("cpu")
-    for amp in ("auto", "bf16", "fp16", "off", None, False):
-        assert resolve_amp(amp, cpu) is None
+    for native in (True, False):
+        monkeypatch.setattr(dev, "cpu_bf16_supported", lambda native=native: native)
+        assert resolve_amp("auto", cpu) == (torch.bfloat16 if native else None)
+        assert resolve_amp("bf16", cpu) == torch.bfloat16          # asked for: used (emulated if not native)
+        for amp in ("fp16", "off", None, False, "fp32"):
+            assert resolve_amp(amp, cpu) is None
+    with pytest.raises(ValueError, match="unknown amp"):
+        resolve_amp("int8", cpu)
+    monkeypatch.setattr(dev, "cpu_bf16_supported", lambda: False)
     t = Trainer(nn.Linear(2, 2), lambda m, b: (m(b).sum(), {}), optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), 0.1),
-                data_loader=[torch.zeros(1, 2)], max_iters=0, device="cpu", amp="fp16", channels_last=True,
+                data_loader=[torch.zeros(1, 2)], max_iters=0, device="cpu", amp="auto", channels_last=True,
                 progress=False)
-    assert t.amp_dtype is None and not t.channels_last and not t.scaler.is_enabled()
+    assert t.amp_dtype is None and not t.channels_last and not t.scaler.is_enabled() and t.precision == "fp32"
+    t = Trainer(nn.Linear(2, 2), lambda m, b: (m(b).sum(), {}), optimizer=torch.optim.SGD(nn.Linear(2, 2).parameters(), 0.1),
+                data_loader=[torch.zeros(1, 2)], max_iters=0, device="cpu", amp="bf16", channels_last=True,
+                progress=False)
+    assert t.amp_dtype == torch.bfloat16 and t.channels_last and not t.scaler.is_enabled()
+    assert t.meta["precision"] == "bf16-autocast+channels-last"
+
+
+def test_losses_are_float32_under_autocast():
+    from reidlib.engine.trainer import float32_losses
+
+    x = torch.randn(4, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = torch.nn.Linear(3, 2)(x)
+        assert y.dtype == torch.bfloat16
+        with float32_losses({"feats": y, "ids": torch.arange(4)}) as out:
+            assert out["feats"].dtype == torch.float32 and out["ids"].dtype == torch.int64
+            assert (out["feats"] @ out["feats"].T).dtype == torch.float32     # autocast is off here
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,7 +212,7 @@ def test_checkpoint_iter_files_are_links_that_keep_their_content(tmp_path):
 def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
     """A finished cached run keeps model.pt + config + log (reloaded, not retrained); its
     optimiser-carrying last.pt / iter_*.pt are removed unless keep_state=True."""
-    from reidlib.ablations import Study
+    from reidlib.study import Study
 
     study = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs"),
                   overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
@@ -316,7 +344,7 @@ def test_a_few_steps_lower_the_loss():
     y = torch.arange(4).repeat_interleave(2)
     crit = _criterion(4)
     opt = build_optimizer("adam", model, lr=1e-3)
-    t = Trainer(model, criterion=crit, optimizer=opt, data_loader=[{"img": x, "pid": y}], max_iters=8,
+    t = Trainer(model, criterion_step(crit), optimizer=opt, data_loader=[{"img": x, "pid": y}], max_iters=8,
                 log_every=1, device="cpu", progress=False)
     hist = t.fit()
     assert len(hist) == 8 and hist[-1]["loss"] < hist[0]["loss"]
@@ -363,7 +391,9 @@ def _tiny_cfg(root: Path, out: Path, model: str = "baseline", **extra):
 
 def test_train_and_evaluate_reid_task(tiny_veri, tmp_path):
     pytest.importorskip("reidlib.losses.reid")
-    from reidlib.engine.tasks import evaluate_reid, load_model, train_reid
+    from reidlib.engine.artifacts import load_model
+    from reidlib.engine.evaluation import evaluate_reid
+    from reidlib.engine.training import train_reid
 
     cfg = _tiny_cfg(tiny_veri, tmp_path / "run")
     res = train_reid(cfg)
@@ -384,9 +414,9 @@ def test_train_and_evaluate_reid_task(tiny_veri, tmp_path):
 
 def test_span_pipeline_tasks(tiny_veri, tmp_path):
     """SPAN step 1 (gt foreground of the fixture) -> SPAN re-ID step 2 with CPDM -> evaluation."""
-    pytest.importorskip("reidlib.losses.span")
-    pytest.importorskip("reidlib.losses.reid")
-    from reidlib.engine.tasks import evaluate_reid, load_span, train_reid, train_span
+    from reidlib.engine.artifacts import load_span
+    from reidlib.engine.evaluation import evaluate_reid
+    from reidlib.engine.training import train_reid, train_span
 
     step1 = train_span(_tiny_cfg(tiny_veri, tmp_path / "span1", "span-masks", **{"optim.max_iters": 2,
                                                                                  "span.fg_source": "gt"}))
@@ -404,7 +434,7 @@ def test_span_pipeline_tasks(tiny_veri, tmp_path):
 
 
 def test_foreground_task(tiny_veri, tmp_path):
-    from reidlib.engine.tasks import train_foreground
+    from reidlib.engine.training import train_foreground
 
     res = train_foreground(_tiny_cfg(tiny_veri, tmp_path / "fg", "foreground",
                                      **{"optim.max_iters": 2, "foreground.source": "auto"}))
@@ -419,7 +449,7 @@ def test_evaluate_vehicleid_runs_all_trials_with_one_extraction(tmp_path, monkey
     sys.path.insert(0, str(Path(__file__).parent))
     from fixtures_data import make_vehicleid
 
-    import reidlib.engine.tasks as tasks
+    from reidlib.engine.evaluation import evaluate_reid
     from reidlib.models.registry import build_model
 
     make_vehicleid(tmp_path / "vid")
@@ -438,7 +468,7 @@ def test_evaluate_vehicleid_runs_all_trials_with_one_extraction(tmp_path, monkey
     monkeypatch.setattr(dataset_mod, "ImageDataset", Counting)
     cfg = {"data.dataset": "vehicleid", "data.height": 32, "data.width": 32, "eval.num_workers": 0,
            "train.device": "cpu"}
-    m = tasks.evaluate_reid(model, tmp_path / "vid", cfg, trials=3)
+    m = evaluate_reid(model, tmp_path / "vid", cfg, trials=3)
     assert m["trials"] == 3 and len(m["per_trial"]) == 3 and set(m["std"]) >= {"R1", "mAP"}
     assert m["R1"] == pytest.approx(np.mean([t["R1"] for t in m["per_trial"]]))
     assert len(calls) == len(set(calls)) == 12  # every test image extracted once for all trials

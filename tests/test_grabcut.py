@@ -116,7 +116,7 @@ def test_mask_dataset_sources(synth_root, tmp_path):
     it = MaskDataset(synth_root, fg_source=src, size=(32, 40))[1]
     assert it["fg"].shape == (1, 8, 10) and calls == [synth_root[1].path]
     assert float(it["fg"][0, :, :4].min()) == 1.0 and float(it["fg"][0, :, 6:].max()) == 0.0
-    gc = MaskDataset(synth_root, fg_source=f"grabcut:{tmp_path / 'gc'}", size=(64, 80), mask_size=(64, 80))[0]
+    gc = MaskDataset(synth_root, fg_source=GrabCutCache(tmp_path / "gc"), size=(64, 80), mask_size=(64, 80))[0]
     _, gt = synthetic_vehicle(seed=0)
     assert iou(gc["fg"][0].numpy() > 0.5, gt) > 0.7
     no_view = [Record(synth_root[0].path, 0, 1)]
@@ -124,6 +124,8 @@ def test_mask_dataset_sources(synth_root, tmp_path):
         MaskDataset(no_view, fg_source="gt")
     with pytest.raises(ConfigError):
         MaskDataset(synth_root, fg_source="nonsense")
+    with pytest.raises(ConfigError, match="resolve_foreground"):   # specs are parsed once, by the engine
+        MaskDataset(synth_root, fg_source=f"grabcut:{tmp_path / 'gc'}")
 
 
 def test_view_balanced_subset():

@@ -8,7 +8,8 @@ import torch
 from reidlib.models.baseline import StrongBaseline
 from reidlib.models.foreground import ForegroundNet, foreground_loss
 from reidlib.models.part_features import SPANReID
-from reidlib.models.span import SPAN, load_span
+from reidlib.engine.artifacts import load_span
+from reidlib.models.span import SPAN
 
 B, C, D = 4, 7, 32
 BK = "resnet18"

@@ -1,6 +1,6 @@
 """GrabCut foreground masks: the "preliminary results by GrabCut" of SPAN Sec. 3.1.
 
-Follows the procedure of the authors' public code (REFERENCE.md):
+Follows the procedure of SPAN's public code (its GrabCut preprocessing):
 
 1. pad the image by ``pad = 32`` px on every side;
 2. run ``cv2.grabCut`` initialised with the rectangle = the original image area (everything in it

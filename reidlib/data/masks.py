@@ -30,13 +30,15 @@ from .views import PART_LABELS, VIEW5, VIEW5_LABEL
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-FgSource = Union[str, Callable[[Record], np.ndarray]]
+FgSource = Union[str, Callable[[Record], np.ndarray]]  #: "gt" or a callable
 
 
 def gt_mask_path(image_path: str | os.PathLike) -> Path:
-    """SynthVeRi label-map path of an image: ``<root>/masks/<split>/<stem>.png``."""
-    p = Path(image_path)
-    return p.parent.parent / "masks" / p.parent.name / f"{p.stem}.png"
+    """SynthVeRi label-map path of an image, in any of its layouts (``<root>/masks/<image path
+    relative to root>.png``; :func:`reidlib.data.synth.layouts.mask_path`)."""
+    from .synth.layouts import mask_path
+
+    return mask_path(image_path)
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
@@ -81,9 +83,10 @@ class MaskDataset(Dataset):
         records: records with a known ``view`` (SPAN 5-way class); a record with ``view=None``
             raises :class:`~reidlib.errors.ConfigError` (filter first, e.g. with
             :func:`view_balanced_subset`).
-        fg_source: the foreground target ``V``: a callable ``Record -> np.ndarray [H, W]`` (0/1,
-            0/255 or soft), ``"grabcut:<cache_dir>"`` (:class:`reidlib.data.grabcut.GrabCutCache`,
-            computed on a miss) or ``"gt"`` (SynthVeRi label maps, label > 0).
+        fg_source: the foreground target ``V``: ``"gt"`` (SynthVeRi label maps, label > 0) or a
+            callable ``Record -> np.ndarray [H, W]`` (0/1, 0/255 or soft), e.g. a
+            :class:`reidlib.data.grabcut.GrabCutCache`. Specs such as ``"grabcut:<dir>"`` are parsed
+            once, by :func:`reidlib.engine.foreground.resolve_foreground`.
         size: image size ``(H, W)``; mask_size: ``(h', w')`` of ``fg``/``parts`` (default ``size``/4,
             SPAN's native output).
         flip: random horizontal flip with probability ``flip_prob``, applied to image, ``fg`` and
@@ -117,18 +120,13 @@ class MaskDataset(Dataset):
 
     @staticmethod
     def _resolve_source(src: FgSource):
-        if callable(src):
-            return "callable", src
         if isinstance(src, str) and src == "gt":
             return "gt", None
-        if isinstance(src, str) and src.startswith("grabcut:"):
-            from .grabcut import GrabCutCache
-
-            cache_dir = src[len("grabcut:"):]
-            if not cache_dir:
-                raise ConfigError("fg_source 'grabcut:<cache_dir>' needs a cache directory")
-            return "grabcut", GrabCutCache(cache_dir)
-        raise ConfigError(f"fg_source must be a callable, 'gt' or 'grabcut:<cache_dir>', got {src!r}")
+        if callable(src):
+            return "callable", src
+        raise ConfigError(f"fg_source must be 'gt' or a callable Record -> mask (e.g. a "
+                          f"reidlib.data.grabcut.GrabCutCache, or what reidlib.engine.foreground."
+                          f"resolve_foreground returns), got {src!r}")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -154,7 +152,7 @@ class MaskDataset(Dataset):
                 raise FileNotFoundError(f"fg_source='gt' but no SynthVeRi label map at {label_path}")
             fg = (labels > 0).astype(np.float32)
         else:
-            raw = self._fg(rec) if self.fg_kind == "callable" else self._fg.get(rec.path)
+            raw = self._fg(rec)
             fg = cv2.resize(_to_float_mask(raw), (mw, mh), interpolation=cv2.INTER_LINEAR)
         if labels is not None:
             parts = np.stack([labels == PART_LABELS[k] for k in ("front", "rear", "side")]).astype(np.float32)

@@ -24,6 +24,15 @@ gets batches ``rank, rank + R, ...``: the shards are disjoint, together cover th
 epoch, and every rank has the same length ``ceil(L / R)`` (each replica's batch has P x K
 images; the global batch is R x P x K).
 
+Splitting every batch across ranks (what :class:`reidlib.engine.trainer.Trainer` uses under
+``torchrun``, :mod:`reidlib.engine.distributed`): ``set_batch_split(rank, world_size)`` keeps the
+single-process batch sequence and gives rank ``rank`` the contiguous slice
+``[rank * B / R, (rank + 1) * B / R)`` of every batch. P x K batches are id-major, so a rank gets
+``P / R`` whole identities x K images (``p`` must be a multiple of R) and the global batch is the
+single-process P x K batch with any R; the epoch length is unchanged. ``last_slice`` tells,
+after each yielded batch, where it sits in the global batch (``(first slot, global batch
+size)``), so per-sample augmentation seeds follow the global slot.
+
 Resuming: iteration records how many of this replica's batches of the current epoch were
 yielded (``offset``); ``state_dict()`` returns ``{"epoch", "offset"}`` and after
 ``load_state_dict`` iteration continues with the batches not yet yielded. When an epoch is
@@ -49,11 +58,15 @@ class ResumableBatchSampler:
     Subclasses define ``__len__`` (batches per epoch) and ``batches(epoch)`` (that epoch's plan, a
     pure function of the seed and ``epoch``); this base yields the plan from ``self._offset`` on
     and holds ``{"epoch", "offset"}`` state, so a restored sampler continues with exactly the
-    batches not yet used. Shared by :class:`PKSampler` and the engine's ``RandomBatchSampler``.
+    batches not yet used. Shared by :class:`PKSampler` and :class:`RandomBatchSampler`.
     """
 
     epoch: int = 0
     _offset: int = 0
+    #: ``(rank, world_size)`` of :meth:`set_batch_split`; ``(0, 1)``: whole batches
+    batch_split: tuple[int, int] = (0, 1)
+    #: where the batch yielded last sits in its global batch: ``(first slot, global batch size)``
+    last_slice: Optional[tuple[int, int]] = None
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -70,9 +83,29 @@ class ResumableBatchSampler:
         while self._offset < len(plan):
             b = plan[self._offset]
             self._offset += 1
-            yield list(b)
+            lo, hi = self._slice_bounds(len(b))
+            self.last_slice = (lo, len(b))
+            yield list(b[lo:hi])
         self.epoch += 1
         self._offset = 0
+
+    # ------------------------------------------------------------------ splitting across ranks
+    def set_batch_split(self, rank: int, world_size: int) -> None:
+        """Yield only slice ``rank`` of ``world_size`` equal contiguous slices of every batch (see
+        the module docstring). ``(0, 1)`` restores whole batches. Subclasses check that their
+        batches divide (:class:`reidlib.errors.ConfigError` otherwise)."""
+        rank, world_size = int(rank), int(world_size)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"batch split: rank must be in 0..world_size-1, got rank={rank}, world_size={world_size}")
+        self._check_split(world_size)
+        self.batch_split = (rank, world_size)
+
+    def _check_split(self, world_size: int) -> None:  # pragma: no cover - overridden
+        pass
+
+    def _slice_bounds(self, n: int) -> tuple[int, int]:
+        r, w = self.batch_split
+        return (n * r) // w, (n * (r + 1)) // w
 
     def set_epoch(self, epoch: int) -> None:
         """Jump to ``epoch``; the offset is reset only if ``epoch`` differs from the current one."""
@@ -129,6 +162,15 @@ class PKSampler(ResumableBatchSampler):
         self._offset = 0
         self._cache: tuple[int, list[list[int]]] | None = None
 
+    def _check_split(self, world_size: int) -> None:
+        if world_size > 1 and self.num_replicas > 1:
+            raise ConfigError("PKSampler: split batches across ranks (set_batch_split) or shard whole batches "
+                              f"(num_replicas={self.num_replicas}), not both")
+        if self.p % world_size:
+            raise ConfigError(f"data.p={self.p} identities per batch cannot be split over {world_size} ranks: every "
+                              f"rank trains on p / {world_size} identities x k={self.k} images of the global P x K "
+                              f"batch; set data.p to a multiple of {world_size}")
+
     # ------------------------------------------------------------------ plan
     def __len__(self) -> int:
         """Batches per epoch for this replica: ``ceil(batches_per_epoch / num_replicas)``."""
@@ -179,7 +221,8 @@ class PKSampler(ResumableBatchSampler):
         return idx[picked].tolist()
 
     def batches(self, epoch: Optional[int] = None) -> list[list[int]]:
-        """This replica's batches of ``epoch`` (default: the current one), without moving the offset."""
+        """This replica's batches of ``epoch`` (default: the current one), without moving the offset
+        (whole batches: under :meth:`set_batch_split` iteration yields this rank's slice of each)."""
         epoch = self.epoch if epoch is None else int(epoch)
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
@@ -187,3 +230,35 @@ class PKSampler(ResumableBatchSampler):
         self._cache = (epoch, mine)
         return mine
 
+
+class RandomBatchSampler(ResumableBatchSampler):
+    """Shuffled fixed-size batches for the non-re-ID tasks (SPAN step 1, the foreground network),
+    with the same resumable interface as :class:`reidlib.data.PKSampler`: the order of epoch ``e``
+    comes from ``numpy.random.default_rng([seed, e])``; ``state_dict()`` / ``load_state_dict()``
+    hold ``{"epoch", "offset"}`` and iteration resumes at the first batch not yet yielded.
+    ``set_batch_split`` splits every batch across ranks (``batch_size`` a multiple of the ranks)."""
+
+    def __init__(self, n: int, batch_size: int, drop_last: bool = True, seed: int = 0):
+        if n < 1:
+            raise ValueError("RandomBatchSampler needs a non-empty dataset")
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        # a dataset smaller than one batch still yields one (smaller) batch per epoch
+        self.drop_last = bool(drop_last) and self.n >= self.batch_size
+        self.epoch = 0
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def _check_split(self, world_size: int) -> None:
+        if self.batch_size % world_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} cannot be split over {world_size} ranks; set it "
+                              f"to a multiple of {world_size}")
+        if min(self.n, self.batch_size) < world_size:
+            raise ConfigError(f"a batch of {min(self.n, self.batch_size)} sample(s) cannot be split over "
+                              f"{world_size} ranks")
+
+    def batches(self, epoch: Optional[int] = None) -> list[list[int]]:
+        epoch = self.epoch if epoch is None else epoch
+        perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n).tolist()
+        return [perm[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]

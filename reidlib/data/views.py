@@ -3,7 +3,7 @@
 * ``ORIENTATION8``: Wang et al. (ICCV 2017) 8-way orientation codes used in VeRi-776's
   ``keypoint_*.txt``: 0 front, 1 rear, 2 left, 3 left-front, 4 left-rear, 5 right, 6 right-front,
   7 right-rear.
-* ``VIEW5``: SPAN's 5 view classes F, R, S, FS, RS (REFERENCE.md), and their semantic label vectors
+* ``VIEW5``: SPAN's 5 view classes F, R, S, FS, RS (SPAN Sec. 3.1, 4.1), and their semantic label vectors
   l = [front, rear, side] (SPAN Sec. 3.1).
 """
 from __future__ import annotations

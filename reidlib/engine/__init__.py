@@ -1,17 +1,13 @@
 """Training engine: one loop (:class:`Trainer`) for every model, atomic checkpoints with exact
-resumption, optimisers and the warm-up/multi-step schedule, JSON-lines logs, and the high-level
-tasks (``train_reid``, ``evaluate_reid``, ``train_span``, ``train_foreground``) that the notebooks
-and the CLI call."""
+resumption, optimisers and the warm-up/multi-step schedule, JSON-lines logs; the training tasks
+(:mod:`~reidlib.engine.training`, :mod:`~reidlib.engine.foreground`), evaluation
+(:mod:`~reidlib.engine.evaluation`) and the files a run leaves (:mod:`~reidlib.engine.artifacts`)."""
 from reidlib._lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "trainer",
-    "build_loader": "trainer",
     "criterion_step": "trainer",
     "resolve_amp": "trainer",
-    "RandomBatchSampler": "trainer",
-    "SeededBatchSampler": "trainer",
-    "SeededDataset": "trainer",
     "build_optimizer": "optim",
     "WarmupMultiStepLR": "optim",
     "epochs_to_iters": "optim",
@@ -24,17 +20,18 @@ _EXPORTS = {
     "JSONLLogger": "logging",
     "read_jsonl": "logging",
     "read_log": "logging",
-    "RunResult": "tasks",
-    "train_reid": "tasks",
-    "evaluate_reid": "tasks",
-    "extract_features": "tasks",
-    "train_span": "tasks",
-    "train_foreground": "tasks",
-    "load_model": "tasks",
-    "load_span": "tasks",
-    "load_dataset": "tasks",
-    "run_training": "tasks",
-    "predict_foreground": "tasks",
+    "RunResult": "training",
+    "train_reid": "training",
+    "train_span": "training",
+    "run_training": "training",
+    "train_foreground": "training",
+    "predict_foreground": "foreground",
+    "resolve_foreground": "foreground",
+    "evaluate_reid": "evaluation",
+    "extract_features": "evaluation",
+    "load_model": "artifacts",
+    "load_span": "artifacts",
+    "rebuild": "artifacts",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

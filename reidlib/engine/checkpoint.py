@@ -21,7 +21,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from reidlib.utils.io import atomic_write_bytes
+from reidlib.errors import CheckpointError
+from reidlib.utils.io import atomic_write_bytes, safe_torch_load
 
 FORMAT = "reidlib-checkpoint"
 VERSION = 1
@@ -84,20 +85,46 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a reidlib checkpoint (``weights_only=True``: no code is unpickled)."""
+    """Load a reidlib checkpoint (``weights_only=True``: no code is unpickled). A folder means its
+    newest intact checkpoint (:func:`load_latest`). Errors name the file
+    (:class:`reidlib.errors.CheckpointError`)."""
     path = Path(path)
     if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(f"no checkpoint ({LAST} or iter_*.pt) in {path}")
-        path = found
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+        return load_latest(path, map_location=map_location)
+    state = safe_torch_load(path, map_location=map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a reidlib checkpoint (expected a dict with format={FORMAT!r})")
+        raise CheckpointError(f"{path}: not a reidlib checkpoint (expected a dict with format={FORMAT!r})")
     state["path"] = str(path)
     return state
+
+
+def checkpoints_newest_first(directory: str | os.PathLike) -> list[Path]:
+    """``last.pt``, then the ``iter_*.pt`` files from the highest iteration down."""
+    d = Path(directory)
+    its = sorted(((int(m.group(1)), p) for p in d.glob("iter_*.pt") if (m := _ITER_RE.match(p.name))), reverse=True)
+    return ([d / LAST] if (d / LAST).is_file() else []) + [p for _, p in its]
+
+
+def load_latest(directory: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """The newest checkpoint of ``directory`` that loads. A damaged ``last.pt`` (truncated, corrupt)
+    is reported with a warning naming it, and the newest intact ``iter_*.pt`` is used instead."""
+    import warnings
+
+    candidates = checkpoints_newest_first(directory)
+    if not candidates:
+        raise FileNotFoundError(f"no checkpoint ({LAST} or iter_*.pt) in {directory}")
+    errors = []
+    for p in candidates:
+        try:
+            state = load_checkpoint(p, map_location=map_location)
+        except CheckpointError as err:
+            errors.append(str(err))
+            continue
+        if errors:
+            warnings.warn(f"skipped damaged checkpoint(s): {'; '.join(errors)}; resuming from {p} "
+                          f"(iteration {state.get('iteration')})", stacklevel=2)
+        return state
+    raise CheckpointError(f"no intact checkpoint in {directory}: " + "; ".join(errors))
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Optional[Path]:
@@ -127,8 +154,18 @@ class CheckpointManager:
     def iter_path(self, iteration: int) -> Path:
         return self.directory / f"iter_{iteration:07d}.pt"
 
+    def clean_temporaries(self) -> list[Path]:
+        """Remove temporary files of saves that a kill interrupted (``.last.pt.*.tmp``,
+        ``.iter_*.pt.link.tmp``); returns what was removed."""
+        gone = [p for p in self.directory.glob(".*.tmp")
+                if p.name.startswith((f".{LAST}.", ".iter_")) and p.is_file()]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
+
     def save(self, state: dict, iteration: int) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.clean_temporaries()
         data = to_bytes({"format": FORMAT, "version": VERSION, **state})
         last = atomic_write_bytes(self.last, data)
         if self.keep_last > 0:

@@ -5,7 +5,11 @@ the foreground network).
 over a data loader that it cycles through epoch after epoch (calling ``set_epoch`` on its batch
 sampler), with
 
-* AMP (bf16 autocast, or fp16 autocast + ``GradScaler``) and ``channels_last`` only on CUDA;
+* mixed precision where the hardware has it (:func:`resolve_amp`): bf16 autocast on CPUs with
+  native bf16 (AVX-512 BF16 / AMX) and on CUDA, fp16 autocast + ``GradScaler`` on older GPUs,
+  channels-last memory format with it; losses are computed in float32 (autocast leaves
+  reductions and the criterion's own ops in float32), and the precision is recorded in every
+  checkpoint's ``meta["precision"]``;
 * a JSON-lines log line every ``log_every`` iterations and a tqdm progress bar;
 * a checkpoint every ``checkpoint_every`` iterations (model, optimiser, scheduler, AMP scaler,
   sampler position, every RNG state, config), written atomically;
@@ -14,30 +18,36 @@ sampler), with
   (python, numpy, torch CPU and CUDA), so a killed run loses at most ``checkpoint_every``
   iterations and otherwise does not notice the interruption.
 
-Determinism with worker processes: loaders from :func:`build_loader` give every sample its own
-augmentation seed derived from ``(seed, epoch, batch, slot)`` (:class:`SeededBatchSampler`), so
+Determinism with worker processes: loaders from :func:`reidlib.data.loaders.build_loader` give every sample its own
+augmentation seed derived from ``(seed, epoch, batch, slot)`` (:class:`reidlib.data.loaders.SeededBatchSampler`), so
 the data order *and* the augmentations are the same with any ``num_workers`` and after a resume.
 (With a loader of your own, a resume in the middle of an epoch with ``num_workers > 0`` keeps the
 order but not the augmentation draws of the rest of that epoch.) Bit-identical weights also need
 deterministic kernels (``seed_everything(deterministic=True)``; exact on CPU).
+
+More than one process (``torchrun``; :mod:`reidlib.engine.distributed`): when a process group
+with more than one rank is initialised, the trainer wraps the model in PyTorch's
+``DistributedDataParallel`` (optionally with synchronised BatchNorm, ``sync_bn``), gives each rank
+its slice of every global batch (the sampler's ``set_batch_split``), and a :class:`CriterionStep`
+computes the loss on the outputs gathered from all ranks, so the gradient is that of the
+single-process loss on the global batch. Rank 0 alone writes checkpoints and logs; the RNG states
+of every rank are saved, so a resume on the same number of ranks is exact. Every rank checks for
+a non-finite loss and they agree (an all-reduce) before any of them raises.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import numpy as np
 import torch
 
+from reidlib.engine import distributed as ddp
 from reidlib.engine.checkpoint import (CheckpointManager, capture_rng_state, jsonable_config,
-                                       load_checkpoint, restore_rng_state)
-from reidlib.data.sampler import ResumableBatchSampler
+                                       load_checkpoint, load_latest, restore_rng_state)
 from reidlib.engine.logging import JSONLLogger
 from reidlib.utils.device import resolve_device
 
@@ -49,18 +59,37 @@ StepFn = Callable[[torch.nn.Module, Mapping[str, Any]], "tuple[torch.Tensor, Map
 # ------------------------------------------------------------------------------------------------
 
 def resolve_amp(amp: Any, device: torch.device) -> Optional[torch.dtype]:
-    """``"auto"``: bf16 on CUDA devices that support it, else fp16 on CUDA; never on CPU.
-    ``"bf16"`` / ``"fp16"``: that dtype on CUDA, off on CPU. ``None``/``False``/``"off"``: off."""
-    if device.type != "cuda" or str(amp).lower() in ("none", "false", "0", "off", "no", "fp32", ""):
-        return None
+    """The autocast dtype of ``amp`` on ``device``, or None (float32).
+
+    ``"auto"``: on CUDA bf16 where supported, else fp16; on the CPU bf16 where the processor
+    computes it natively (:func:`reidlib.utils.device.cpu_bf16_supported`: AVX-512 BF16 / AMX),
+    else float32. ``"bf16"``: bf16 on either device (on a CPU without native bf16 it is emulated
+    and slow). ``"fp16"``: CUDA only (float32 on the CPU). ``"off"`` (``None``, ``False``,
+    ``"fp32"``): float32."""
     amp = str(amp).lower()
-    if amp in ("auto", "true", "1", "yes", "on"):
+    if amp in ("none", "false", "0", "off", "no", "fp32", ""):
+        return None
+    if amp not in ("auto", "true", "1", "yes", "on", "bf16", "bfloat16", "fp16", "float16", "half"):
+        raise ValueError(f"unknown amp setting {amp!r}; expected auto|bf16|fp16|off")
+    if device.type == "cuda":
+        if amp in ("bf16", "bfloat16"):
+            return torch.bfloat16
+        if amp in ("fp16", "float16", "half"):
+            return torch.float16
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if amp in ("fp16", "float16", "half"):
-        return torch.float16
-    raise ValueError(f"unknown amp setting {amp!r}; expected auto|bf16|fp16|off")
+    if device.type == "cpu":
+        from reidlib.utils.device import cpu_bf16_supported
+
+        if amp in ("bf16", "bfloat16") or (amp in ("auto", "true", "1", "yes", "on") and cpu_bf16_supported()):
+            return torch.bfloat16
+    return None
+
+
+def precision_name(amp_dtype: Optional[torch.dtype], channels_last: bool = False) -> str:
+    """How a run computes, for its provenance: ``fp32``, ``bf16-autocast`` or ``fp16-autocast``
+    (+ ``channels-last``)."""
+    name = {None: "fp32", torch.bfloat16: "bf16-autocast", torch.float16: "fp16-autocast"}[amp_dtype]
+    return name + ("+channels-last" if channels_last else "")
 
 
 def move_to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -77,15 +106,33 @@ def move_to_device(batch: Any, device: torch.device, channels_last: bool = False
     return batch
 
 
-def criterion_step(criterion: Callable, image_key: str = "img", target_key: str = "pid") -> StepFn:
-    """The step of every re-ID model: ``out = model(batch[img]); criterion(out, batch[pid])``. The
-    model's own regularisers (``out["aux_losses"]``, e.g. MUSP's eq. 14) are added unless the
-    criterion already reports them in its logs (as :class:`reidlib.losses.ReIDCriterion` does,
-    under their own key or ``aux_<key>``)."""
+class CriterionStep(torch.nn.Module):
+    """The step of every re-ID model: ``out = model(batch[img]); criterion(out, batch[pid])``.
 
-    def step(model: torch.nn.Module, batch: Mapping[str, Any]):
-        out = model(batch[image_key])
-        loss, logs = criterion(out, batch[target_key])
+    The model's own regularisers (``out["aux_losses"]``, e.g. MUSP's eq. 14) are added unless the
+    criterion already reports them in its logs (as :class:`reidlib.losses.ReIDCriterion` does,
+    under their own key or ``aux_<key>``). A module, so the criterion's buffers move to the
+    training device with it.
+
+    Under ``DistributedDataParallel`` (``gather``, set by the :class:`Trainer`) the outputs and
+    targets of every rank are gathered first (:func:`reidlib.engine.distributed.gather_outputs`,
+    differentiable), so the ID loss and the batch-hard triplet mining see the global P x K batch,
+    exactly as one process would; ``aux_losses`` stay per rank (DDP averages their gradients)."""
+
+    def __init__(self, criterion: Callable, image_key: str = "img", target_key: str = "pid",
+                 gather: bool = True):
+        super().__init__()
+        self.criterion = criterion
+        self.image_key, self.target_key = image_key, target_key
+        self.gather = bool(gather)
+
+    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]):
+        out = model(batch[self.image_key])
+        targets = batch[self.target_key]
+        if self.gather and ddp.is_distributed():         # the loss of the global batch
+            out, targets = ddp.gather_outputs(out, targets)
+        with float32_losses(out) as out:                 # losses and distances in float32
+            loss, logs = self.criterion(out, targets)
         logs = dict(logs or {})
         aux = out.get("aux_losses") if isinstance(out, Mapping) else None
         for name, value in (aux or {}).items():
@@ -94,165 +141,53 @@ def criterion_step(criterion: Callable, image_key: str = "img", target_key: str 
                 logs[name] = value.detach()
         return loss, logs
 
-    return step
+
+class float32_losses:
+    """``with float32_losses(outputs) as outputs:`` autocast off, and the floating tensors of
+    ``outputs`` (a tensor, or dicts / lists / tuples of them) cast to float32: losses, distances
+    and hard-example mining are computed in full precision even when the model ran in bf16/fp16."""
+
+    def __init__(self, outputs: Any):
+        self.outputs = outputs
+        self._ctx = None
+
+    def __enter__(self):
+        devices = {t.device.type for t in _tensors(self.outputs)} or {"cpu"}
+        self._ctx = [torch.autocast(device_type=d, enabled=False) for d in devices]
+        for c in self._ctx:
+            c.__enter__()
+        return _to_float32(self.outputs)
+
+    def __exit__(self, *exc):
+        for c in reversed(self._ctx or []):
+            c.__exit__(*exc)
+        return False
 
 
-def seed_worker(worker_id: int) -> None:
-    """``worker_init_fn``: seed python/numpy in a worker from torch's per-worker seed (which the
-    loader derives from its generator), so every library's augmentation RNG is deterministic."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
+def _tensors(x: Any):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, Mapping):
+        for v in x.values():
+            yield from _tensors(v)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v)
 
 
-_MASK64 = (1 << 64) - 1
+def _to_float32(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() and x.dtype != torch.float32 else x
+    if isinstance(x, Mapping):
+        return {k: _to_float32(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_float32(v) for v in x)
+    return x
 
 
-def sample_seed(*keys: int) -> int:
-    """A well-mixed 63-bit seed from integers (splitmix64 over the keys)."""
-    x = 0x9E3779B97F4A7C15
-    for k in keys:
-        x = (x ^ (int(k) & _MASK64)) & _MASK64
-        x = (x + 0x9E3779B97F4A7C15) & _MASK64
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        x = z ^ (z >> 31)
-    return x >> 1
-
-
-class SeededBatchSampler:
-    """Wraps a batch sampler so that every sample carries its own augmentation seed, derived from
-    ``(seed, epoch, batch position in the epoch, slot in the batch)``: items become
-    ``(index, sample_seed)`` pairs that :class:`SeededDataset` understands.
-
-    The random augmentation of a sample then depends only on where it sits in the training
-    schedule, not on which process loads it or on what was loaded before; so a run is the same
-    with any ``num_workers``, and a resumed run is bit-identical even with worker processes.
-    ``set_epoch`` / ``state_dict`` / ``load_state_dict`` / ``len`` are the wrapped sampler's."""
-
-    def __init__(self, batch_sampler, seed: int = 0):
-        self.batch_sampler = batch_sampler
-        self.seed = int(seed)
-        self._epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
-
-    def __iter__(self):
-        inner = self.batch_sampler
-        stateful = hasattr(inner, "state_dict")
-        count = 0
-        for batch in inner:
-            count += 1
-            if stateful:  # the sampler's own position: the batch just yielded is number offset - 1
-                st = inner.state_dict()
-                epoch, pos = int(st["epoch"]), int(st["offset"]) - 1
-            else:
-                epoch, pos = self._epoch, count - 1
-            yield [(int(i), sample_seed(self.seed, epoch, pos, j)) for j, i in enumerate(batch)]
-        self._epoch += 1
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
-        if hasattr(self.batch_sampler, "set_epoch"):
-            self.batch_sampler.set_epoch(epoch)
-
-    def state_dict(self, *args, **kwargs) -> dict:
-        return self.batch_sampler.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state: dict) -> None:
-        self.batch_sampler.load_state_dict(state)
-
-    def __getattr__(self, name: str):
-        if name == "batch_sampler":
-            raise AttributeError(name)
-        return getattr(self.batch_sampler, name)
-
-
-class SeededDataset(torch.utils.data.Dataset):
-    """Dataset wrapper for :class:`SeededBatchSampler`: ``dataset[(index, seed)]`` seeds python's
-    ``random``, numpy's global RNG and torch's CPU generator with ``seed`` (torchvision transforms
-    and :class:`reidlib.data.masks.MaskDataset` draw from these) and returns ``dataset[index]``.
-    In the main process (``num_workers=0``) the previous RNG states are restored afterwards, so
-    the training loop's own randomness (dropout, ...) is not disturbed."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item):
-        if not isinstance(item, tuple):
-            return self.dataset[item]
-        index, seed = item
-        in_worker = torch.utils.data.get_worker_info() is not None
-        if not in_worker:
-            saved = (random.getstate(), np.random.get_state(), torch.default_generator.get_state())
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.default_generator.manual_seed(seed)
-        try:
-            return self.dataset[index]
-        finally:
-            if not in_worker:
-                random.setstate(saved[0])
-                np.random.set_state(saved[1])
-                torch.default_generator.set_state(saved[2])
-
-    def __getattr__(self, name: str):
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-def build_loader(dataset, batch_sampler=None, *, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, num_workers: int = 0, seed: int = 0, pin_memory: Optional[bool] = None,
-                 collate_fn=None, per_sample_seeds: bool = True) -> torch.utils.data.DataLoader:
-    """A DataLoader with a seeded generator and :func:`seed_worker` (deterministic data order and
-    worker seeds). With a ``batch_sampler`` (e.g. :class:`reidlib.data.PKSampler`) batching is its
-    job, and (``per_sample_seeds``) every sample's augmentation is seeded from its place in the
-    schedule (:class:`SeededBatchSampler`), which makes resumption exact with any ``num_workers``.
-    ``num_workers`` is capped at the number of CPU cores."""
-    gen = torch.Generator()
-    gen.manual_seed(int(seed))
-    if pin_memory is None:
-        pin_memory = torch.cuda.is_available()
-    num_workers = max(0, min(int(num_workers), os.cpu_count() or 1))
-    kw = dict(num_workers=num_workers, worker_init_fn=seed_worker, generator=gen, pin_memory=pin_memory,
-              collate_fn=collate_fn, persistent_workers=False)
-    if num_workers > 0:
-        kw["prefetch_factor"] = 2
-    if batch_sampler is not None:
-        if per_sample_seeds:
-            dataset, batch_sampler = SeededDataset(dataset), SeededBatchSampler(batch_sampler, seed)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kw)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kw)
-
-
-class RandomBatchSampler(ResumableBatchSampler):
-    """Shuffled fixed-size batches for the non-re-ID tasks (SPAN step 1, the foreground network),
-    with the same resumable interface as :class:`reidlib.data.PKSampler`: the order of epoch ``e``
-    comes from ``numpy.random.default_rng([seed, e])``; ``state_dict()`` / ``load_state_dict()``
-    hold ``{"epoch", "offset"}`` and iteration resumes at the first batch not yet yielded."""
-
-    def __init__(self, n: int, batch_size: int, drop_last: bool = True, seed: int = 0):
-        if n < 1:
-            raise ValueError("RandomBatchSampler needs a non-empty dataset")
-        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
-        # a dataset smaller than one batch still yields one (smaller) batch per epoch
-        self.drop_last = bool(drop_last) and self.n >= self.batch_size
-        self.epoch = 0
-        self._offset = 0
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
-
-    def batches(self, epoch: Optional[int] = None) -> list[list[int]]:
-        epoch = self.epoch if epoch is None else epoch
-        perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n).tolist()
-        return [perm[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+def criterion_step(criterion: Callable, image_key: str = "img", target_key: str = "pid") -> CriterionStep:
+    """:class:`CriterionStep` of ``criterion`` (a re-ID loss ``criterion(out, pids) -> (loss, logs)``)."""
+    return CriterionStep(criterion, image_key, target_key)
 
 
 def _loader_sampler(loader) -> Any:
@@ -272,6 +207,47 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
+#: run-configuration keys a resumed run may change: they do not shape the weights (where files and
+#: logs go, how data are loaded) or only extend the run (``optim.max_iters``)
+RESUME_MAY_CHANGE = ("train.progress", "train.out_dir", "train.log_every", "train.checkpoint_every",
+                     "train.keep_last", "train.device", "data.num_workers", "optim.max_iters", "eval.*")
+
+
+def config_changes(saved: Any, now: Any, allowed: tuple = RESUME_MAY_CHANGE) -> list[tuple[str, Any, Any]]:
+    """``[(dotted key, saved value, new value)]`` where two run configurations differ outside ``allowed``."""
+    if not isinstance(saved, Mapping) or not isinstance(now, Mapping):
+        return []
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, Mapping) and prefix == "":
+                out.update(flat(v, key + "."))
+            else:
+                out[key] = v
+        return out
+
+    def free(key):
+        return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in allowed)
+
+    a, b = flat(saved), flat(now)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not free(k) and a.get(k) != b.get(k)]
+
+
+def check_resumable(state: Mapping[str, Any], config: Any) -> None:
+    """Raise :class:`reidlib.errors.ConfigError` when checkpoint ``state`` was written with a run
+    configuration that differs from ``config`` outside :data:`RESUME_MAY_CHANGE`."""
+    changed = config_changes(state.get("config"), jsonable_config(config))
+    if changed:
+        from reidlib.errors import ConfigError
+
+        raise ConfigError(f"{state.get('path')}: cannot resume with a changed configuration: "
+                          + "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in changed)
+                          + ". Resume with the checkpoint's configuration, or start a fresh run in another "
+                          "out_dir (without resume)")
+
+
 # ------------------------------------------------------------------------------------------------
 # the trainer
 # ------------------------------------------------------------------------------------------------
@@ -284,41 +260,72 @@ class Trainer:
     model, optimizer, scheduler:
         ``scheduler`` (optional) is stepped once per iteration (see :class:`WarmupMultiStepLR`).
     data_loader:
-        a ``DataLoader`` (ideally from :func:`build_loader`, with a batch sampler such as
+        a ``DataLoader`` (ideally from :func:`reidlib.data.loaders.build_loader`, with a batch sampler such as
         ``PKSampler``) or any re-iterable; it is cycled through as many epochs as needed.
-    step_fn / criterion:
-        ``step_fn(model, batch) -> (loss, logs)``; or a re-ID ``criterion(out, pids)`` wrapped by
-        :func:`criterion_step`. ``batch`` is already on the device.
+    step_fn:
+        ``step_fn(model, batch) -> (loss, logs)``, the one way the trainer gets its loss; ``batch``
+        is already on the device. A re-ID ``criterion(out, pids)`` becomes one with
+        :func:`criterion_step`. An ``nn.Module`` step (with the loss's own parameters or buffers)
+        is moved to the training device.
     out_dir:
         checkpoints (``last.pt``, ``iter_*.pt``) and ``log.jsonl`` go here; ``None``: nothing is written.
     checkpoint_every, keep_last, log_every:
         in iterations; ``checkpoint_every=0`` saves only the final checkpoint.
     amp, channels_last:
-        used only on CUDA (see :func:`resolve_amp`).
+        see :func:`resolve_amp`; channels-last is used on CUDA and with CPU autocast.
     config, meta:
         stored in every checkpoint (``meta`` tells :mod:`reidlib.engine.tasks` how to rebuild the model).
+    distributed, sync_bn, find_unused_parameters:
+        ``distributed=None``: DDP when a process group with more than one rank is initialised
+        (``False``: train this process alone even then). ``sync_bn``: ``auto`` | ``on`` | ``off``
+        (:func:`reidlib.engine.distributed.resolve_sync_bn`). ``find_unused_parameters`` goes to
+        ``DistributedDataParallel`` (for models with parameters that some steps do not use).
     """
 
-    def __init__(self, model: torch.nn.Module, step_fn: Optional[StepFn] = None, *,
-                 criterion: Optional[Callable] = None, optimizer: torch.optim.Optimizer,
+    def __init__(self, model: torch.nn.Module, step_fn: StepFn, *, optimizer: torch.optim.Optimizer,
                  scheduler: Any = None, data_loader: Iterable, max_iters: int,
                  out_dir: Optional[str | os.PathLike] = None, checkpoint_every: int = 0, keep_last: int = 1,
                  log_every: int = 10, device: Any = "auto", amp: Any = "auto", channels_last: bool = True,
                  grad_clip: Optional[float] = None, seed: int = 0, config: Any = None,
                  meta: Optional[dict] = None, progress: bool = True, desc: str = "train",
-                 check_finite: bool = True):
-        if (step_fn is None) == (criterion is None):
-            raise ValueError("give exactly one of step_fn or criterion")
+                 check_finite: bool = True, distributed: Optional[bool] = None, sync_bn: Any = "auto",
+                 find_unused_parameters: bool = False):
+        if not callable(step_fn):
+            raise TypeError(f"step_fn must be callable (model, batch) -> (loss, logs), got {type(step_fn).__name__}")
         if max_iters < 0:
             raise ValueError(f"max_iters must be >= 0, got {max_iters}")
-        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.distributed = ddp.is_distributed() if distributed is None else bool(distributed)
+        if self.distributed and not ddp.is_distributed():
+            raise RuntimeError("distributed=True needs an initialised torch.distributed process group with more "
+                               "than one rank (launch with torchrun; reidlib.engine.distributed.init_from_env)")
+        self.rank = ddp.rank() if self.distributed else 0
+        self.world_size = ddp.world_size() if self.distributed else 1
+        device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.device = ddp.rank_device(device) if self.distributed else device
         self.amp_dtype = resolve_amp(amp, self.device)
-        self.channels_last = bool(channels_last) and self.device.type == "cuda"
+        # channels-last: on CUDA, and on the CPU with bf16 autocast (oneDNN's fast path there)
+        self.channels_last = bool(channels_last) and (self.device.type == "cuda" or self.amp_dtype is not None)
+        self.precision = precision_name(self.amp_dtype, self.channels_last)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.step_fn = step_fn if step_fn is not None else criterion_step(criterion)
-        self.criterion = criterion
+        self.sync_bn = self.distributed and ddp.resolve_sync_bn(sync_bn, self.device)
+        self._train_model: torch.nn.Module = self.model
+        if self.distributed:
+            if self.sync_bn:
+                self.model = ddp.convert_sync_batchnorm(self.model, self.device)
+            # the model's own parameters are shared: the optimiser built on them keeps working
+            self._train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(find_unused_parameters))
+            self._split_data(data_loader)
+            if self.rank > 0:  # random ops in the model (dropout) draw differently on each rank
+                from reidlib.data.loaders import sample_seed
+
+                torch.manual_seed(sample_seed(int(seed), self.rank))
+        if isinstance(step_fn, CriterionStep):
+            step_fn.gather = self.distributed
+        self.step_fn = step_fn.to(self.device) if isinstance(step_fn, torch.nn.Module) else step_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.loader = data_loader
@@ -329,11 +336,14 @@ class Trainer:
         self.grad_clip = grad_clip
         self.seed = int(seed)
         self.config = config
-        self.meta = dict(meta or {})
+        self.meta = {**dict(meta or {}), "precision": None}
         self.progress = progress
         self.desc = desc
         self.check_finite = check_finite
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.meta["precision"] = self.precision
+        self.meta["world_size"] = self.world_size
+        self.meta["sync_bn"] = bool(self.sync_bn)
         self.ckpt = CheckpointManager(self.out_dir, keep_last) if self.out_dir is not None else None
         self.state = TrainState()
         self._iter: Optional[Iterable] = None
@@ -355,9 +365,27 @@ class Trainer:
     def iteration(self) -> int:
         return self.state.iteration
 
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or a single process): the rank that writes checkpoints and logs."""
+        return self.rank == 0
+
     # -------------------------------------------------------------------------------- data
     def _sampler(self):
         return _loader_sampler(self.loader)
+
+    def _split_data(self, loader) -> None:
+        """Under DDP: this rank's slice of every global batch (the sampler's ``set_batch_split``)."""
+        sampler = _loader_sampler(loader)
+        if sampler is not None and hasattr(sampler, "set_batch_split"):
+            if tuple(getattr(sampler, "batch_split", (0, 1))) == (0, 1) and getattr(sampler, "num_replicas", 1) == 1:
+                sampler.set_batch_split(self.rank, self.world_size)
+        elif self.is_main:
+            import warnings
+
+            warnings.warn(f"{type(loader).__name__}: its batch sampler cannot be split across ranks; every one of "
+                          f"the {self.world_size} ranks iterates the whole loader (shard it yourself, or use a "
+                          "PKSampler / RandomBatchSampler)", stacklevel=3)
 
     def _start_epoch(self) -> None:
         """Create the iterator of the current epoch (sampler epoch set, generator re-seeded)."""
@@ -445,6 +473,8 @@ class Trainer:
             "data": {"epoch": self.state.epoch, "batch_in_epoch": self.state.batch_in_epoch,
                      "sampler": self._sampler_state()},
             "rng": capture_rng_state(),
+            "rng_ranks": self._rng_of_ranks(),
+            "world_size": self.world_size,
             "config": jsonable_config(self.config),
             "meta": jsonable_config({**self.meta, "max_iters": self.max_iters}),
             "history": jsonable_config(self.state.history),
@@ -452,6 +482,10 @@ class Trainer:
                            "data_time": self._window["data_time"],
                            "sums": {k: float(v) for k, v in self._window["sums"].items()}},
         }
+
+    def _rng_of_ranks(self) -> Optional[list]:
+        """Under DDP the RNG states of every rank (a collective: every rank must call it)."""
+        return ddp.all_gather_objects(capture_rng_state()) if self.distributed else None
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -466,21 +500,49 @@ class Trainer:
         self._window = ({"n": int(win["n"]), "time": float(win["time"]), "data_time": float(win["data_time"]),
                          "sums": dict(win["sums"])} if win else {"sums": {}, "n": 0, "time": 0.0, "data_time": 0.0})
         self._restore_data_position(state.get("data") or {})
-        if state.get("rng") is not None:
+        ranks = state.get("rng_ranks")
+        if ranks and len(ranks) == self.world_size:  # the same number of ranks: each its own RNG
+            restore_rng_state(ranks[self.rank])
+        elif state.get("rng") is not None:            # rank 0's; the other ranks re-seeded from it
             restore_rng_state(state["rng"])
+            if self.rank > 0:
+                from reidlib.data.loaders import sample_seed
+
+                torch.manual_seed(sample_seed(self.seed, self.rank, self.state.iteration))
 
     def save(self) -> Optional[Path]:
+        """Write the checkpoint (``last.pt``, ``iter_*.pt``) atomically; under DDP every rank must
+        call it (the RNG states of all ranks are gathered), rank 0 writes, and the ranks wait for
+        the file before going on."""
         if self.ckpt is None:
             return None
-        return self.ckpt.save(self.state_dict(), self.state.iteration)
+        state = self.state_dict()
+        path = self.ckpt.save(state, self.state.iteration) if self.is_main else self.ckpt.last
+        if self.distributed:
+            ddp.barrier()
+        return path
 
     def resume(self, path: Optional[str | os.PathLike] = None) -> bool:
-        """Load ``path`` (or ``out_dir/last.pt``). Returns False when there is nothing to resume."""
+        """Load ``path`` (default: the newest intact checkpoint of ``out_dir``; a damaged
+        ``last.pt`` falls back to the newest intact ``iter_*.pt``, with a warning). Returns False
+        when there is nothing to resume. Refuses (:class:`reidlib.errors.ConfigError`) a checkpoint
+        whose run configuration differs from this trainer's in anything that shapes training
+        (see :data:`RESUME_MAY_CHANGE`): resuming with another learning rate, say, would silently
+        train with the checkpoint's optimiser state while recording the new value."""
         if path is None:
-            path = self.ckpt.latest() if self.ckpt is not None else None
-            if path is None:
+            if self.ckpt is None or self.ckpt.latest() is None:
                 return False
-        state = load_checkpoint(path, map_location="cpu")
+            state = load_latest(self.out_dir, map_location="cpu")
+        else:
+            state = load_checkpoint(path, map_location="cpu")
+        check_resumable(state, self.config)
+        saved_world = int(state.get("world_size") or 1)
+        if saved_world != self.world_size and self.is_main:
+            import warnings
+
+            warnings.warn(f"{state.get('path')} was written by a run on {saved_world} rank(s); continuing on "
+                          f"{self.world_size}: the same global batches and schedule, but not bit-exact (other "
+                          "summation orders, per-rank BatchNorm statistics without sync_bn)", stacklevel=2)
         self.load_state_dict(state)
         return True
 
@@ -491,14 +553,17 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, batch) -> tuple[torch.Tensor, dict]:
-        self.model.train()
+        self._train_model.train()
         batch = move_to_device(batch, self.device, self.channels_last)
         with self._autocast():
-            loss, logs = self.step_fn(self.model, batch)
+            loss, logs = self.step_fn(self._train_model, batch)
         if self.check_finite and self.amp_dtype != torch.float16:  # fp16: GradScaler skips bad steps
             if self.device.type == "cpu":
-                if not torch.isfinite(loss.detach()).all():
-                    self._raise_non_finite(loss, logs, self.state.iteration + 1)
+                bad = not bool(torch.isfinite(loss.detach()).all())
+                if self.distributed:  # every rank learns it before the backward's collectives
+                    bad = ddp.any_rank(bad)
+                if bad:
+                    self._raise_non_finite(loss, logs, self.state.iteration + 1, self.world_size)
             else:  # no host sync per iteration: remembered, checked at log / checkpoint time
                 bad = ~torch.isfinite(loss.detach()).all()
                 self._bad_step = bad if self._bad_step is None else (self._bad_step | bad)
@@ -517,32 +582,37 @@ class Trainer:
         self._window = {"sums": {}, "n": 0, "time": 0.0, "data_time": 0.0}
 
     @staticmethod
-    def _raise_non_finite(loss, logs, iteration) -> None:
+    def _raise_non_finite(loss, logs, iteration, world_size: int = 1) -> None:
         terms = {k: float(v) for k, v in dict(logs or {}).items()}
-        raise FloatingPointError(f"non-finite loss {float(loss.detach())} at iteration {iteration} (terms: {terms}); "
-                                 "lower optim.lr, set optim.grad_clip, or resume from an earlier checkpoint")
+        where = f" on at least one of the {world_size} ranks (this rank's loss" if world_size > 1 else " (loss"
+        raise FloatingPointError(f"non-finite loss at iteration {iteration}{where} {float(loss.detach())}, terms: "
+                                 f"{terms}); lower optim.lr, set optim.grad_clip, or resume from an earlier checkpoint")
 
     def _check_bad_step(self) -> None:
-        if self._bad_step is not None and bool(self._bad_step):
-            raise FloatingPointError(f"non-finite loss at or before iteration {self.state.iteration}; lower "
-                                     "optim.lr, set optim.grad_clip, or resume from an earlier checkpoint")
+        bad = self._bad_step is not None and bool(self._bad_step)
+        if self.distributed:
+            bad = ddp.any_rank(bad)
+        if bad:
+            raise FloatingPointError(f"non-finite loss at or before iteration {self.state.iteration}"
+                                     + (f" on at least one of the {self.world_size} ranks" if self.distributed else "")
+                                     + "; lower optim.lr, set optim.grad_clip, or resume from an earlier checkpoint")
 
     def fit(self, resume: bool = False) -> list[dict]:
         """Run to ``max_iters``; returns the history of log records. ``resume=True`` first loads
         ``out_dir/last.pt`` when it exists (a finished run is then a no-op apart from re-saving)."""
         self._new_window()
         resumed = self.resume() if resume else False
-        if not resume and self.ckpt is not None and self.ckpt.latest() is not None:
+        if not resume and self.is_main and self.ckpt is not None and self.ckpt.latest() is not None:
             import warnings
 
             warnings.warn(f"{self.ckpt.latest()} exists; starting a fresh run that will overwrite it "
                           "(pass resume=True / --resume to continue it)", stacklevel=2)
-        if self.log_path is not None:
+        if self.log_path is not None and self.is_main:
             self._logger = JSONLLogger(self.log_path, resume_from=self.state.iteration if resumed else None)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.max_iters, initial=min(self.state.iteration, self.max_iters), desc=self.desc,
-                   disable=not self.progress, dynamic_ncols=True, leave=False)
+                   disable=not self.progress or not self.is_main, dynamic_ncols=True, leave=False)
         w = self._window
         try:
             while self.state.iteration < self.max_iters:
@@ -567,8 +637,11 @@ class Trainer:
                 if it % self.log_every == 0 or it == self.max_iters:
                     self._check_bad_step()
                     n = w["n"]
-                    rec = {"iter": it, "epoch": self.state.epoch, "lr": lr,
-                           **{k: float(v) / n for k, v in sums.items()},
+                    keys = list(sums)
+                    # under DDP the mean over the ranks (equal on every rank for a gathered loss)
+                    means = ddp.all_reduce_mean([float(sums[k]) / n for k in keys]) if self.distributed \
+                        else [float(sums[k]) / n for k in keys]
+                    rec = {"iter": it, "epoch": self.state.epoch, "lr": lr, **dict(zip(keys, means)),
                            "time": round(w["time"] / n, 5), "data_time": round(w["data_time"] / n, 5)}
                     if self._logger is not None:
                         self._logger.log(rec)

@@ -91,7 +91,7 @@ def max_area_table(view: Union[torch.Tensor, Sequence], mode: str = "paper", a: 
             view-class indices ``[B]`` into ``VIEW5 = (F, R, S, FS, RS)``.
         mode: ``"paper"`` (Sec. 3.1/4.2 text): a single visible view gets 1, invisible views 0,
             both visible views of a two-view image get ``a`` (0.7). ``"code"`` (the public code,
-            REFERENCE.md): single views one-hot; front-side ``[a, 0, side_cap]`` = [0.7, 0, 0.4],
+            ``model.py``): single views one-hot; front-side ``[a, 0, side_cap]`` = [0.7, 0, 0.4],
             rear-side ``[0, a, side_cap]`` = [0, 0.7, 0.4]. Other combinations (front+rear, three
             views; not produced by VIEW5) use the paper rule in both modes.
         a: cap of each visible view of a two-view image (paper) / of the front or rear view of a

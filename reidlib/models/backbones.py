@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import torch
 from torch import nn
 from torchvision import models as tvm
+
+from reidlib.utils.io import safe_torch_load
 
 _BUILDERS = {"resnet18": tvm.resnet18, "resnet34": tvm.resnet34, "resnet50": tvm.resnet50,
              "resnet101": tvm.resnet101}
@@ -33,7 +34,7 @@ def build_resnet(name: str = "resnet50", weights: Optional[str | os.PathLike] = 
         if not os.path.isfile(path):
             raise FileNotFoundError(f"backbone weights file not found: {path} (reidlib never downloads weights; "
                                     "point `weights` at a local torchvision state-dict file)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         missing, unexpected = net.load_state_dict(state, strict=False)

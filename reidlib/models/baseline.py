@@ -8,7 +8,7 @@ model differs from :class:`reidlib.models.part_features.SPANReID` only by having
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -16,6 +16,12 @@ from torch import nn
 from .backbones import feature_dim, trunk
 from .heads import BNNeck, weights_init_kaiming
 from .output import make_output
+
+
+#: run defaults (see :mod:`reidlib.models.registry`): Luo et al.'s strong baseline ("bag of tricks"),
+#: 120 epochs, learning rate / 10 at epochs 40 and 70, 10 warm-up epochs; triplet on the global feature
+DEFAULT_RUN = {"optim.unit": "epoch", "optim.max_iters": 120, "optim.milestones": [40, 70],
+               "optim.warmup_iters": 10, "loss.triplet_on": "global"}
 
 
 class StrongBaseline(nn.Module):
@@ -38,7 +44,7 @@ class StrongBaseline(nn.Module):
     num_parts = 1
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", weights: Optional[str | os.PathLike] = None,
-                 last_stride: int = 1, neck_dim: Optional[int] = None):
+                 last_stride: Literal[1, 2] = 1, neck_dim: Optional[int] = None):
         super().__init__()
         self.backbone_name = backbone
         self.base = trunk(backbone, weights, last_stride)

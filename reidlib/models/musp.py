@@ -18,7 +18,7 @@ training, ``area_ratios`` ``[B, n]`` (column 0 = 1.0; column i = mean attention 
 i, the "AR ... calculated by averaging the attention weights" of eq. 9), ``maps`` = the kept
 attention maps ``[B, n-1, h, w]``, ``aux_losses = {"loss_div": div_weight * L_div}`` in training.
 
-Paper text vs. the public code (``/work/shared/REFERENCE.md``), all switchable:
+Paper text vs. the public code (``vehiclereid/models/resnet.py``, ``train_xent_tri.py``), all switchable:
 
 * ``depthwise_value``: the public value conv is depthwise (``groups=d``); the paper says "a simple
   single convolution layer". Default: dense conv (paper).
@@ -32,7 +32,7 @@ Paper text vs. the public code (``/work/shared/REFERENCE.md``), all switchable:
   parts' attention mass L1-normalised over the kept parts (public code). The two differ by a
   per-image factor, which cancels in eq. (9) when the global weight is handled separately.
 * ``distance``: ``"cpdm_musp"`` (paper: Euclidean, global weight 1/(n-1)) or ``"cpdm_musp_code"``
-  (public code: L2-normalised features, squared Euclidean); see :func:`reidlib.cpdm.build_distance`.
+  (public code: L2-normalised features, squared Euclidean); see :func:`reidlib.metrics.distance.build_distance`.
 * ESE width: the paper says the ESE input is 2,048-d, which is not ``c (n-1)`` for ResNet-50's
   ``c = 2048`` (it would be 8,192 for n = 5). We follow eqs. (6)-(8): ``r = c (n-1)``
   (``c n`` with ``ese_over_all``). Hidden width 128 as in the paper.
@@ -56,7 +56,7 @@ Example (visualise the n maps incl. background, as in the paper's Figs. 1 and 5)
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -67,6 +67,14 @@ from reidlib.models.heads import BNNeck
 from reidlib.models.output import make_output
 
 __all__ = ["MUSP", "ExtendedSE", "soft_partition_pool"]
+
+
+#: run defaults (see :mod:`reidlib.models.registry`), MUSP Sec. 5.2: 256 x 256 input, batch 64 =
+#: 16 identities x 4 images, Adam 3.5e-4 (weight decay 5e-4), 90 epochs, learning rate / 10 at
+#: epochs 30 and 60, 10 warm-up epochs from 3.5e-5, label smoothing; triplet on every feature (eq. 13)
+DEFAULT_RUN = {"data.p": 16, "data.k": 4, "optim.unit": "epoch", "optim.max_iters": 90,
+               "optim.milestones": [30, 60], "optim.warmup_iters": 10, "optim.warmup_factor": 0.1,
+               "loss.triplet_on": "per_part"}
 
 
 def soft_partition_pool(value: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -131,12 +139,13 @@ class MUSP(nn.Module):
     """
 
     def __init__(self, num_classes: int, backbone: str = "resnet50",
-                 weights: Optional[str | os.PathLike] = None, output_stride: int = 16,
+                 weights: Optional[str | os.PathLike] = None, output_stride: Literal[16, 32] = 16,
                  num_attentions: int = 5, value_channels: Optional[int] = None,
-                 depthwise_value: bool = False, attention: str = "softmax", ese: bool = True,
-                 ese_hidden: int = 128, ese_over_all: bool = False, global_from: str = "backbone",
-                 area_ratio: str = "mean", div_weight: float = 1.0, div_reduction: Optional[str] = None,
-                 distance: str = "cpdm_musp"):
+                 depthwise_value: bool = False, attention: Literal["softmax", "sigmoid"] = "softmax",
+                 ese: bool = True, ese_hidden: int = 128, ese_over_all: bool = False,
+                 global_from: Literal["backbone", "value"] = "backbone", area_ratio: Literal["mean", "l1"] = "mean",
+                 div_weight: float = 1.0, div_reduction: Optional[Literal["sum", "mean"]] = None,
+                 distance: Literal["cpdm_musp", "cpdm_musp_code"] = "cpdm_musp"):
         super().__init__()
         if output_stride not in (16, 32):
             raise ValueError(f"output_stride must be 16 or 32, got {output_stride!r}")

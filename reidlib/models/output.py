@@ -19,7 +19,7 @@ key                shape                meaning
 =================  ===================  ==========================================================
 
 Each model also exposes ``model.distance`` (the name of its inference metric, see
-:func:`reidlib.cpdm.build_distance`) and ``model.num_parts`` (P).
+:func:`reidlib.metrics.distance.build_distance`) and ``model.num_parts`` (P).
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,14 @@ from .heads import BNNeck, weights_init_kaiming
 from .output import make_output
 
 BRANCHES = ("global", "front", "rear", "side")
+
+
+#: run defaults (see :mod:`reidlib.models.registry`), SPAN Sec. 4.2: P = 8 identities x K = 4 images,
+#: 30,000 iterations, 1024-d part features, triplet loss on the CPDM distance (eq. 7). The optimiser
+#: and its schedule are not stated in the paper: ours (bag-of-tricks Adam, / 10 at 40% and 80%).
+DEFAULT_RUN = {"data.p": 8, "data.k": 4, "optim.unit": "iter", "optim.max_iters": 30000,
+               "optim.milestones": [12000, 24000], "optim.warmup_iters": 2000,
+               "model.kwargs": {"dim": 1024}, "loss.triplet_on": "cpdm"}
 
 
 class SPANReID(nn.Module):
@@ -61,8 +69,9 @@ class SPANReID(nn.Module):
     """
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", weights: Optional[str | os.PathLike] = None,
-                 last_stride: int = 1, dim: int = 512, aggregation: str = "concat", span: Optional[nn.Module] = None,
-                 distance: str = "cpdm", span_input_size: Optional[tuple[int, int]] = None):
+                 last_stride: Literal[1, 2] = 1, dim: int = 512, aggregation: Literal["concat", "fc"] = "concat",
+                 span: Optional[nn.Module] = None, distance: Literal["cpdm", "euclidean"] = "cpdm",
+                 span_input_size: Optional[tuple[int, int]] = None):
         super().__init__()
         if aggregation not in ("concat", "fc"):
             raise ValueError(f"aggregation must be 'concat' or 'fc', got {aggregation!r}")

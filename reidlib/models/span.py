@@ -35,6 +35,13 @@ def _cbr(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+#: run defaults of SPAN step 1 (see :mod:`reidlib.models.registry`), as in SPAN's public code:
+#: ResNet-34, 192 x 192 input, Adam 1e-4, batch 32, 10 epochs
+DEFAULT_RUN = {"model.backbone": "resnet34", "data.batch_size": 32, "optim.lr": 1e-4,
+               "optim.weight_decay": 0.0, "optim.unit": "epoch", "optim.max_iters": 10,
+               "optim.milestones": [], "optim.warmup_iters": 0, "train.checkpoint_every": 500}
+
+
 class MaskGenerator(nn.Module):
     """One generator head ``G_part``: ``[B, C3, h16, w16] -> logits [B, 1, 4*h16, 4*w16]``."""
 
@@ -102,22 +109,3 @@ class SPAN(nn.Module):
             return self.forward(x, size)
         finally:
             self.train(was_training)
-
-
-def load_span(path: str | os.PathLike, backbone: Optional[str] = None, map_location="cpu") -> SPAN:
-    """Load a SPAN from a checkpoint file: either a plain ``state_dict`` or a dict with
-    ``"state_dict"`` / ``"model"`` and an optional ``"config"`` (``SPAN.config``)."""
-    ckpt = torch.load(os.fspath(path), map_location=map_location, weights_only=False)
-    config = {}
-    state = ckpt
-    if isinstance(ckpt, dict):
-        config = dict(ckpt.get("config") or {})
-        for key in ("state_dict", "model"):
-            if key in ckpt and isinstance(ckpt[key], dict):
-                state = ckpt[key]
-                break
-    if backbone is not None:
-        config["backbone"] = backbone
-    span = SPAN(backbone=config.get("backbone", "resnet34"), out_size=config.get("out_size"))
-    span.load_state_dict(state)
-    return span

@@ -60,5 +60,74 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf) replaced by ``None``: JSON has no NaN, and a
+    bare ``NaN`` token breaks strict readers (``jq``, JavaScript, ``json.loads(parse_constant=...)``)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.floating):
+            return json_safe(float(obj))
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return json_safe(obj.tolist())
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default, sort_keys=False) + "\n")
+    """``obj`` as JSON, atomically; non-finite floats are written as ``null`` (see :func:`json_safe`)."""
+    text = json.dumps(json_safe(obj), indent=indent, default=_json_default, sort_keys=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file: a file holding
+    Python objects other than tensors and plain data is refused (unpickling them could run code
+    from the file), and a truncated or corrupt file says so. Raises
+    :class:`reidlib.errors.CheckpointError` (FileNotFoundError for a missing file)."""
+    import pickle
+
+    import torch
+
+    from reidlib.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused: the file holds Python objects that weights_only loading does "
+                              f"not allow (unpickling them could run code from the file): "
+                              f"{str(err).splitlines()[0][:200]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable (truncated or corrupt torch file): "
+                              f"{str(err).splitlines()[0][:200]}") from None
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[Path]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block. The OS releases
+    it when the process dies, so a killed holder never blocks the next one. ``blocking=False``
+    raises ``BlockingIOError`` at once when another process holds it."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        try:
+            yield path
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,374 @@
+"""Training tasks: a run configuration in, a trained model and its files out.
+
+* :func:`train_reid`: a re-ID model (``baseline`` | ``span`` | ``musp``) with P x K batches, the
+  ID + triplet criterion and the warm-up / multi-step schedule. SPAN's step 2 (Sec. 3.4, eq. 7) is
+  ``train_reid`` with model ``span``, a trained SPAN (frozen) and the triplet loss on CPDM.
+* :func:`train_span`: SPAN step 1 (Sec. 3.1, 3.4; eq. 6) on a view-balanced subset.
+* :func:`train_foreground`: the foreground network (the source of SPAN's ``V``,
+  :mod:`reidlib.engine.foreground`).
+* :func:`run_training`: dispatch on ``cfg.model.name``.
+
+Every task takes a :class:`reidlib.config.Config` (or a dict / YAML path, see
+:func:`reidlib.config.as_config`) and writes to ``cfg.train.out_dir`` (default ``runs/<model>``):
+``last.pt`` (the resumable checkpoint), ``model.pt`` (weights + what :func:`reidlib.engine.artifacts.rebuild`
+needs), ``log.jsonl`` and ``config.yaml``. ``resume=True`` continues an interrupted run from ``last.pt``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from reidlib.config import Config, as_config, to_yaml
+from reidlib.engine.artifacts import model_meta, save_model_file
+from reidlib.engine.optim import WarmupMultiStepLR, build_optimizer, epochs_to_iters
+from reidlib.engine.trainer import Trainer, criterion_step
+from reidlib.errors import ConfigError
+from reidlib.utils.device import resolve_device, seed_everything
+from reidlib.utils.io import atomic_write_text
+
+__all__ = ["RunResult", "train_reid", "prepare_reid", "train_span", "train_foreground", "run_training", "dataset_of", "start_run", "out_dir",
+           "make_trainer", "finish_run", "batch_loader", "schedule"]
+
+
+@dataclass
+class RunResult:
+    """What a training task produced."""
+    out_dir: Path
+    checkpoint: Path  #: ``model.pt``: weights + rebuild information (for evaluation / SPAN step 2)
+    last_checkpoint: Path  #: ``last.pt``: the resumable training state
+    log_path: Path
+    history: list = field(default_factory=list)  #: the log records (iter, lr, losses, time)
+    model: Any = None  #: the trained model (on the training device, eval mode)
+    config: Optional[Config] = None
+    meta: dict = field(default_factory=dict)
+    iterations: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "checkpoint": str(self.checkpoint),
+                "last_checkpoint": str(self.last_checkpoint), "log_path": str(self.log_path),
+                "iterations": self.iterations, "seconds": round(self.seconds, 2),
+                "final": self.history[-1] if self.history else None}
+
+
+# ------------------------------------------------------------------------------------------------
+# shared steps of every task
+# ------------------------------------------------------------------------------------------------
+
+def dataset_of(cfg: Config, dataset: Any = None):
+    """``dataset`` if it is a loaded dataset object, else the dataset ``cfg.data`` names (from
+    ``dataset`` as a folder, or ``cfg.data.root``), through :func:`reidlib.data.registry.load_dataset`."""
+    from reidlib.data.registry import load_dataset
+
+    if dataset is None or isinstance(dataset, (str, os.PathLike)):
+        return load_dataset(cfg.data.dataset, dataset if dataset is not None else cfg.data.root,
+                            test_size=cfg.data.test_size or None)
+    return dataset
+
+
+def out_dir(cfg: Config) -> Path:
+    return Path(cfg.train.out_dir or os.path.join("runs", cfg.model.name))
+
+
+def schedule(cfg: Config, iters_per_epoch: int) -> tuple[int, list[int], int]:
+    """``(max_iters, milestones, warmup_iters)`` in iterations (``optim.unit`` epochs converted)."""
+    o = cfg.optim
+    if o.unit == "epoch":
+        conv = lambda x: epochs_to_iters(float(x), iters_per_epoch)  # noqa: E731
+    else:
+        conv = lambda x: int(round(float(x)))  # noqa: E731
+    return conv(o.max_iters), [conv(m) for m in o.milestones], conv(o.warmup_iters)
+
+
+def start_run(cfg: Any, resume: bool = False, **dotted) -> Config:
+    """Resolve the configuration, seed everything and write ``config.yaml`` into the run folder.
+    With ``resume`` and a checkpoint in the folder, first check that the configuration is the one
+    the checkpoint was written with (:func:`reidlib.engine.trainer.check_resumable`): a refused
+    resume records nothing."""
+    from reidlib.engine.checkpoint import latest_checkpoint, load_latest
+    from reidlib.engine.trainer import check_resumable
+
+    cfg = as_config(cfg, **dotted)
+    if resume and out_dir(cfg).is_dir() and latest_checkpoint(out_dir(cfg)) is not None:
+        check_resumable(load_latest(out_dir(cfg)), cfg.to_dict())
+    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
+    out = out_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    return cfg
+
+
+def batch_loader(cfg: Config, dataset) -> tuple[Any, int]:
+    """Shuffled fixed-size batches (``data.batch_size``) for the non-re-ID tasks: ``(loader, batches per epoch)``."""
+    from reidlib.data.loaders import build_loader
+    from reidlib.data.sampler import RandomBatchSampler
+
+    sampler = RandomBatchSampler(len(dataset), cfg.data.batch_size, drop_last=True, seed=cfg.train.seed)
+    return build_loader(dataset, sampler, num_workers=cfg.data.num_workers, seed=cfg.train.seed), len(sampler)
+
+
+def make_trainer(cfg: Config, model, step_fn, loader, iters_per_epoch: int, meta: dict,
+                 progress: Optional[bool], desc: str) -> Trainer:
+    max_iters, milestones, warmup = schedule(cfg, iters_per_epoch)
+    device = resolve_device(cfg.train.device)
+    model.to(device)
+    o = cfg.optim
+    optimizer = build_optimizer(o.name, model, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
+    scheduler = WarmupMultiStepLR(optimizer, milestones, gamma=o.gamma, warmup_iters=warmup,
+                                  warmup_factor=o.warmup_factor, warmup_method=o.warmup_method)
+    meta = {**meta, "iters_per_epoch": iters_per_epoch, "milestones_iters": milestones, "warmup_iters": warmup}
+    return Trainer(model, step_fn, optimizer=optimizer, scheduler=scheduler, data_loader=loader,
+                   max_iters=max_iters, out_dir=out_dir(cfg), checkpoint_every=cfg.train.checkpoint_every,
+                   keep_last=cfg.train.keep_last, log_every=cfg.train.log_every, device=device,
+                   amp=cfg.train.amp, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
+                   seed=cfg.train.seed, config=cfg.to_dict(), meta=meta,
+                   progress=cfg.train.progress if progress is None else progress, desc=desc)
+
+
+def finish_run(cfg: Config, trainer: Trainer, meta: dict, t0: float) -> RunResult:
+    """Write ``model.pt`` and return the :class:`RunResult`."""
+    out = out_dir(cfg)
+    model = trainer.model.eval()
+    meta = {**trainer.meta, **meta}
+    ckpt = save_model_file(out, model, meta, cfg.to_dict(), trainer.iteration)
+    return RunResult(out_dir=out, checkpoint=ckpt, last_checkpoint=out / "last.pt", log_path=out / "log.jsonl",
+                     history=list(trainer.history), model=model, config=cfg, meta=meta,
+                     iterations=trainer.iteration, seconds=time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------------------------
+# re-ID
+# ------------------------------------------------------------------------------------------------
+
+def reid_loader(cfg: Config, records: Sequence, pid_map: dict):
+    """The P x K training loader of ``records``: ``(loader, batch sampler, description)``.
+
+    ``data.loader``: ``cache`` decodes the split once into a uint8 tensor cache
+    (:class:`reidlib.data.cache.ImageCache`) and augments whole batches in the main process
+    (:class:`reidlib.data.batch_augment.CachedBatchLoader`); ``files`` decodes image by image in
+    ``data.num_workers`` DataLoader workers; ``auto`` takes the cache when the split fits
+    ``data.cache_max_gb``. Both are exact under resume; the description says which was used."""
+    from reidlib.data import cache as image_cache
+    from reidlib.data.batch_augment import BatchAugment, CachedBatchLoader
+    from reidlib.data.dataset import ImageDataset, build_transforms
+    from reidlib.data.loaders import build_loader
+    from reidlib.data.sampler import PKSampler
+
+    h, w = cfg.data.height, cfg.data.width
+    pids = [pid_map[r.pid] for r in records]
+    sampler = PKSampler(pids, p=cfg.data.p, k=cfg.data.k, seed=cfg.train.seed)
+    use_cache = cfg.data.loader == "cache" or (
+        cfg.data.loader == "auto" and image_cache.fits(records, h, w, cfg.data.cache_max_gb))
+    if use_cache:
+        cache = image_cache.ImageCache(records, h, w, cache_dir=cfg.data.cache_dir or None,
+                                       progress=cfg.train.progress)
+        loader = CachedBatchLoader(cache, pids, sampler, BatchAugment(train=True, **cfg.data.transforms),
+                                   seed=cfg.train.seed, camids=[r.camid for r in records],
+                                   views=[-1 if r.view is None else r.view for r in records])
+        return loader, sampler, (f"cache: {len(records)} images decoded once at {h}x{w} "
+                                 f"({cache.megabytes:.0f} MB, {cache.path}), batched augmentation")
+    train_set = ImageDataset(records, build_transforms(h, w, train=True, **cfg.data.transforms), pid_map)
+    loader = build_loader(train_set, sampler, num_workers=cfg.data.num_workers, seed=cfg.train.seed)
+    return loader, sampler, f"files: decoded per image, {loader.num_workers} loader worker(s)"
+
+
+def train_reid(cfg: Any = None, *, span: Optional[torch.nn.Module] = None, dataset: Any = None,
+               resume: bool = False, progress: Optional[bool] = None, **dotted) -> RunResult:
+    """Train ``cfg.model.name`` (baseline | span | musp) on ``cfg.data``; see the module docstring.
+
+    ``span``: the trained SPAN for model ``span`` (else loaded from ``cfg.model.span_checkpoint``).
+    ``dataset``: an already loaded dataset object (else ``cfg.data.root`` / ``cfg.data.dataset``).
+    ``**dotted``: config overrides such as ``**{"optim.lr": 1e-4}``.
+    """
+    t0 = time.perf_counter()
+    cfg = start_run(cfg, resume, **dotted)
+    trainer, meta = prepare_reid(cfg, span=span, dataset=dataset, progress=progress)
+    trainer.fit(resume=resume)
+    return finish_run(cfg, trainer, meta, t0)
+
+
+def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset: Any = None,
+                 progress: Optional[bool] = None) -> tuple[Trainer, dict]:
+    """Everything :func:`train_reid` trains with, ready: ``(trainer, rebuild metadata)``. The
+    trainer's loader, model, criterion and optimiser are the real ones (``benchmarks/bench_train.py``
+    times them)."""
+    from reidlib.data.dataset import relabel
+    from reidlib.engine.artifacts import load_span
+    from reidlib.losses.reid import ReIDCriterion
+    from reidlib.models.registry import REID_MODELS, build_model, constructor_kwargs
+
+    name = cfg.model.name
+    if name not in REID_MODELS:
+        raise ConfigError(f"train_reid trains {', '.join(REID_MODELS)}; got model {name!r} "
+                          "(use train_span / train_foreground)")
+    if name == "span" and span is None:
+        if not cfg.model.span_checkpoint:
+            raise ConfigError("model 'span' needs a trained SPAN: train one with `reidlib train --model span-masks` "
+                              "and set model.span_checkpoint=<its out dir>/model.pt (CLI: --span)")
+        span = load_span(cfg.model.span_checkpoint)
+    ds = dataset_of(cfg, dataset)
+    pid_map = relabel(ds.train)
+    num_classes = len(pid_map)
+    loader, sampler, data_path = reid_loader(cfg, ds.train, pid_map)
+
+    kwargs = constructor_kwargs(name, cfg.model.backbone, cfg.model.weights, cfg.model.last_stride,
+                                cfg.model.kwargs)
+    model = build_model(name, num_classes, span=span, **kwargs) if name == "span" \
+        else build_model(name, num_classes, **kwargs)
+    criterion = ReIDCriterion(num_classes, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
+                              id_weight=cfg.loss.id_weight, triplet_weight=cfg.loss.triplet_weight,
+                              triplet_on=cfg.loss.triplet_on)
+    meta = model_meta(name, kwargs, num_classes=num_classes, distance=getattr(model, "distance", "euclidean"),
+                      num_parts=getattr(model, "num_parts", 1), triplet_on=cfg.loss.triplet_on,
+                      image_size=[cfg.data.height, cfg.data.width],
+                      dataset={"kind": cfg.data.dataset, "root": str(cfg.data.root), "train_images": len(ds.train)},
+                      data_path=data_path,
+                      span_kwargs=dict(span.config) if span is not None else None)
+    trainer = make_trainer(cfg, model, criterion_step(criterion), loader, len(sampler), meta, progress,
+                           desc=f"train {name}")
+    return trainer, meta
+
+
+# ------------------------------------------------------------------------------------------------
+# SPAN step 1
+# ------------------------------------------------------------------------------------------------
+
+def span_loss_options(cfg: Config) -> dict:
+    """Keyword arguments of :func:`reidlib.losses.span.span_step1_loss` from ``cfg.span`` (eq. 6)."""
+    s = cfg.span
+    return dict(lambda_recon=s.lambda_recon, lambda_area=s.lambda_area, lambda_div=s.lambda_div,
+                use_recon=s.use_recon, use_area=s.use_area, use_div=s.use_div, area_mode=s.area_mode,
+                a=s.a, margins=(0.0, s.margin, s.margin))
+
+
+class SpanStep(torch.nn.Module):
+    """SPAN step 1's training step: masks of the batch's images, eq. (6) against its foreground
+    targets and view labels (``batch["img"]``, ``batch["fg"]``, ``batch["view_vec"]``)."""
+
+    def __init__(self, **loss_options):
+        super().__init__()
+        self.loss_options = loss_options
+
+    def forward(self, model, batch):
+        from reidlib.engine.trainer import float32_losses
+        from reidlib.losses.span import span_step1_loss
+
+        with float32_losses(model(batch["img"])) as masks:
+            total, terms = span_step1_loss(masks, batch["fg"], batch["view_vec"], **self.loss_options)
+        return total, {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in terms.items()}
+
+
+def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: Any = None,
+               train_set: Optional[torch.utils.data.Dataset] = None, resume: bool = False,
+               progress: Optional[bool] = None, **dotted) -> RunResult:
+    """SPAN step 1 (Sec. 3.1/3.4, eq. 6): the mask network on a view-balanced subset of the training
+    images (``span.per_view`` per view; 0 = as many as the rarest view has), against foreground
+    targets from ``span.fg_source`` (:func:`reidlib.engine.foreground.resolve_foreground`). Loss
+    terms are switchable (``span.use_recon/use_area/use_div``) and weighted by ``span.lambda_*``.
+
+    ``train_set``: a ready dataset of ``{"img", "fg", "view_vec"}`` items instead (e.g.
+    :class:`reidlib.data.multidigit.MultiDigitDataset`, SPAN's Fig. 4). ``RunResult.model`` is the
+    trained SPAN (eval mode)."""
+    from reidlib.data.masks import MaskDataset, view_balanced_subset
+    from reidlib.engine.foreground import describe_foreground, resolve_foreground
+    from reidlib.models.span import SPAN
+
+    t0 = time.perf_counter()
+    if cfg is None and "model.name" not in dotted:
+        dotted["model.name"] = "span-masks"
+    cfg = start_run(cfg, resume, **dotted)
+    if cfg.model.name != "span-masks":
+        raise ConfigError(f"train_span needs model.name 'span-masks', got {cfg.model.name!r}")
+    mask_size = (cfg.span.mask_size, cfg.span.mask_size) if cfg.span.mask_size else None
+    kwargs = {"backbone": cfg.model.backbone, "weights": cfg.model.weights, **cfg.model.kwargs}
+    if mask_size is not None:
+        kwargs["out_size"] = mask_size
+    extra: dict = {}
+    if train_set is None:
+        if records is None:
+            records = dataset_of(cfg, dataset).train
+        labelled = [r for r in records if r.view is not None]
+        if not labelled:
+            raise ConfigError("SPAN step 1 needs images with view labels (VeRi-776 keypoint files / SynthVeRi)")
+        counts = np.bincount([int(r.view) for r in labelled], minlength=5)
+        per_view = cfg.span.per_view or int(counts[counts > 0].min())
+        subset = view_balanced_subset(labelled, per_view, seed=cfg.train.seed)
+        device = resolve_device(cfg.train.device)
+        fg = resolve_foreground(cfg.span.fg_source, subset, default_cache=out_dir(cfg).parent / "grabcut-cache",
+                                size=cfg.span.size, device=device, workers=cfg.data.num_workers,
+                                progress=cfg.train.progress)
+        size = (cfg.span.size, cfg.span.size)
+        train_set = MaskDataset(subset, fg_source=fg, size=size, mask_size=mask_size, flip=cfg.span.flip)
+        extra = {"per_view": per_view, "subset_size": len(subset), "view_counts": counts.tolist(),
+                 "fg_source": describe_foreground(fg)}
+    loader, per_epoch = batch_loader(cfg, train_set)
+    model = SPAN(**kwargs)
+    loss_kw = span_loss_options(cfg)
+    meta = model_meta("span-masks", kwargs, loss=loss_kw, **extra)
+    trainer = make_trainer(cfg, model, SpanStep(**loss_kw), loader, per_epoch, meta, progress, desc="train SPAN")
+    trainer.fit(resume=resume)
+    return finish_run(cfg, trainer, meta, t0)
+
+
+def train_foreground(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: Any = None,
+                     resume: bool = False, progress: Optional[bool] = None, **dotted):
+    """The foreground network (ResNet encoder + light decoder) trained with BCE on GrabCut masks
+    (``foreground.source``: ``auto`` = ``grabcut``; ``gt`` uses SynthVeRi's true masks, for checks).
+    Returns a :class:`RunResult`."""
+    import dataclasses
+
+    from reidlib.data.masks import MaskDataset
+    from reidlib.engine.foreground import describe_foreground, resolve_foreground
+    from reidlib.models.foreground import ForegroundNet, foreground_loss
+
+    t0 = time.perf_counter()
+    if cfg is None and "model.name" not in dotted:
+        dotted["model.name"] = "foreground"
+    cfg = start_run(cfg, resume, **dotted)
+    if cfg.model.name != "foreground":
+        raise ConfigError(f"train_foreground needs model.name 'foreground', got {cfg.model.name!r}")
+    if records is None:
+        records = dataset_of(cfg, dataset).train
+    # MaskDataset wants a view class; the foreground task does not use it
+    recs = [r if r.view is not None else dataclasses.replace(r, view=0) for r in records]
+    spec = "grabcut" if cfg.foreground.source == "auto" else cfg.foreground.source
+    device = resolve_device(cfg.train.device)
+    fg = resolve_foreground(spec, recs, default_cache=out_dir(cfg).parent / "grabcut-cache",
+                            size=cfg.foreground.size, device=device, workers=cfg.data.num_workers,
+                            progress=cfg.train.progress)
+    size = (cfg.foreground.size, cfg.foreground.size)
+    train_set = MaskDataset(recs, fg_source=fg, size=size, flip=True)
+    loader, per_epoch = batch_loader(cfg, train_set)
+    kwargs = {"backbone": cfg.model.backbone, "weights": cfg.model.weights, **cfg.model.kwargs}
+    model = ForegroundNet(**kwargs)
+
+    def step(m, batch):
+        from reidlib.engine.trainer import float32_losses
+
+        with float32_losses(m(batch["img"], size=tuple(batch["fg"].shape[-2:]))) as logits:
+            loss = foreground_loss(logits, batch["fg"])
+        with torch.no_grad():
+            pred = logits > 0
+            tgt = batch["fg"] > 0.5
+            iou = (pred & tgt).sum() / (pred | tgt).sum().clamp_min(1)
+        return loss, {"iou": iou}
+
+    meta = model_meta("foreground", kwargs, fg_source=describe_foreground(fg), train_images=len(recs))
+    trainer = make_trainer(cfg, model, step, loader, per_epoch, meta, progress, desc="train foreground")
+    trainer.fit(resume=resume)
+    return finish_run(cfg, trainer, meta, t0)
+
+
+def run_training(cfg: Any = None, *, resume: bool = False, progress: Optional[bool] = None, **dotted) -> RunResult:
+    """Dispatch on the task of ``cfg.model.name`` (:data:`reidlib.models.registry.MODELS`)."""
+    from reidlib.models.registry import MODELS
+
+    cfg = as_config(cfg, **dotted)
+    task = {"reid": train_reid, "span": train_span, "foreground": train_foreground}[MODELS[cfg.model.name].task]
+    return task(cfg, resume=resume, progress=progress)
