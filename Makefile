@@ -9,6 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reidlib-setup
 PROFILE ?= cpu
+JOBS ?= 1
 NOTEBOOKS ?= $(shell $(PYTHON) -c "import json;print(' '.join(json.load(open('notebooks/order.json'))))")
 BOOKFLAGS ?=
 CHROMIUM ?= /usr/bin/chromium
@@ -76,8 +77,10 @@ nbval: $(STAMP)
 
 test: unit nbval book-strict
 
+# JOBS notebooks at a time: one per GPU (CUDA_VISIBLE_DEVICES), at most one per CPU core; the
+# summary notebook runs last. JOBS=1: one after the other, stopping at the first failure.
 reproduce: $(STAMP)
-	set -e; for nb in $(NOTEBOOKS); do $(PY) -m reidlib.experiments run $$nb --profile $(PROFILE); done
+	$(PY) -m reidlib.experiments reproduce --profile $(PROFILE) --jobs $(JOBS) $(NOTEBOOKS)
 
 bench: $(STAMP)
 	set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def _study(profile: str, tmp: Path):
     from reidlib.study import Study
 
-    return Study(profile, "cpu", seed=0, cache_dir=str(tmp / "runs"))
+    return Study(profile, "cpu", seed=0, cache_dir=str(tmp / "runs"), init="random")  # weights: no matter for speed
 
 
 def _trainer(study, model: str, amp: str, iters: int, loader: str, tmp: Path, seed: int = 0):

@@ -12,6 +12,16 @@ Examples::
 
 Everything runs on the CPU when no GPU is present (``train.device=auto``). ``--help`` does not
 import torch.
+
+On several GPUs (or CPU processes), the same command under ``torchrun``::
+
+    torchrun --nproc-per-node 4 -m reidlib train --model baseline --data /data/VeRi --out runs/base
+    torchrun --nproc-per-node 4 -m reidlib evaluate --checkpoint runs/base/model.pt --data /data/VeRi
+
+The torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) is detected: the process group
+is initialised (``nccl`` on GPUs, ``gloo`` on the CPU), each rank trains on ``cuda:LOCAL_RANK``
+with DistributedDataParallel and its slice of every P x K batch, evaluation is sharded, and only
+rank 0 writes files and prints (:mod:`reidlib.engine.distributed`).
 """
 from __future__ import annotations
 
@@ -80,17 +90,25 @@ def _cmd_train(args) -> int:
         extra["train.progress"] = False
     cfg = load_config(args.config, model=args.model, overrides=args.overrides, **extra)
 
+    from reidlib.engine import distributed as ddp
     from reidlib.engine.evaluation import evaluate_reid
     from reidlib.engine.training import run_training
 
+    ddp.init_from_env(cfg.train.device)
     res = run_training(cfg, resume=args.resume)
+    main_rank = ddp.is_main()
+    if args.eval and cfg.model.name in REID_MODELS:
+        m = evaluate_reid(res.model, None, cfg)  # every rank takes part (sharded extraction)
+    if not main_rank:
+        return 0
     last = res.history[-1] if res.history else {}
     losses = {k: round(v, 4) for k, v in last.items() if isinstance(v, float) and k not in ("lr", "time", "data_time")}
     print(f"trained {cfg.model.name}: {res.iterations} iterations in {res.seconds:.1f} s; last log {losses}")
     print(f"model: {res.checkpoint}")
     print(f"checkpoint: {res.last_checkpoint}  log: {res.log_path}")
+    if ddp.world_size() > 1:
+        print(f"ranks: {ddp.world_size()} (DistributedDataParallel, sync_bn={res.meta.get('sync_bn')})")
     if args.eval and cfg.model.name in REID_MODELS:
-        m = evaluate_reid(res.model, None, cfg)
         _print_metrics(m)
     return 0
 
@@ -108,6 +126,7 @@ def _print_metrics(m: dict) -> None:
 
 
 def _cmd_evaluate(args) -> int:
+    from reidlib.engine import distributed as ddp
     from reidlib.engine.evaluation import evaluate_reid
 
     cfg = {}
@@ -117,9 +136,12 @@ def _cmd_evaluate(args) -> int:
         cfg["data.test_size"] = str(args.test_size)
     if args.device:
         cfg["train.device"] = args.device
+    ddp.init_from_env(args.device or "auto")
     m = evaluate_reid(args.checkpoint, args.data, cfg or None, distance=args.distance, device=args.device,
                       batch_size=args.batch_size)
     valid = [r.num_valid_queries for r in m.get("rank_results") or [m["rank_result"]]]
+    if not ddp.is_main():  # rank 0 prints and writes
+        return 1 if min(valid) == 0 else 0
     _print_metrics(m)
     if args.json:
         from reidlib.utils.io import atomic_write_json
@@ -151,11 +173,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return {"train": _cmd_train, "evaluate": _cmd_evaluate, "config": _cmd_config}[args.cmd](args)
     except (ConfigError, DataFormatError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_rank_prefix()}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (at most checkpoint_every iterations are lost)", file=sys.stderr)
         return 130
+    finally:
+        if "torch" in sys.modules:  # a process group of a torchrun launch (never imports torch for --help)
+            from reidlib.engine.distributed import shutdown
+
+            shutdown(only_own=True)
+
+
+def _rank_prefix() -> str:
+    """``"rank R: "`` in a multi-rank torchrun launch (every rank reports), else ``""``."""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    return f"rank {os.environ.get('RANK', '0')}: " if world.isdigit() and int(world) > 1 else ""
 
 
 if __name__ == "__main__":

@@ -75,6 +75,9 @@ class LossConfig:
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     triplet_on: str = ""  #: concat | per_part | global | cpdm (each re-ID model's DEFAULT_RUN sets its own)
+    #: how the ID losses of several heads combine: mean (weight independent of the number of heads)
+    #: or sum (MUSP eq. 12: summed over the n heads, as its triplet losses are, eq. 13)
+    id_reduction: str = "mean"
 
 
 @dataclass
@@ -105,6 +108,9 @@ class TrainConfig:
     channels_last: bool = True  #: with autocast (CPU) and on CUDA
     deterministic: bool = True
     progress: bool = True
+    #: BatchNorm statistics over the global batch under torchrun (reidlib.engine.distributed):
+    #: auto (on with CUDA ranks, off on the CPU) | on | off; no effect in a single process
+    sync_bn: str = "auto"
 
 
 @dataclass
@@ -349,6 +355,8 @@ def validate(cfg: Config) -> Config:
     one_of("optim.name", cfg.optim.name.lower(), ("adam", "adamw", "sgd"))
     one_of("optim.unit", cfg.optim.unit, ("iter", "epoch"))
     one_of("data.loader", cfg.data.loader, ("auto", "cache", "files"))
+    one_of("loss.id_reduction", cfg.loss.id_reduction, ("mean", "sum"))
+    one_of("train.sync_bn", str(cfg.train.sync_bn).strip().lower(), ("auto", "on", "off", "true", "false"))
     one_of("optim.warmup_method", cfg.optim.warmup_method, ("linear", "constant"))
     if cfg.model.name in REID_MODELS:
         one_of("loss.triplet_on", cfg.loss.triplet_on, ("concat", "per_part", "global", "cpdm"))

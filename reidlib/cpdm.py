@@ -33,7 +33,7 @@ import torch
 from reidlib.metrics.pairwise import (ArrayLike, as_tensor, aug, aug_parts, check_chunk_size, join_rows,
                                       row_blocks, sqrt_clamped)
 
-__all__ = ["area_ratios", "cpdm_distance", "CPDMOperand", "cpdm_against", "l1_kept_ratios",
+__all__ = ["area_ratios", "cpdm_distance", "CPDMOperand", "cpdm_against", "musp_code_ratios",
            "BACKENDS", "resolve_backend"]
 
 #: smallest global area (in mask-sum units) treated as non-zero in :func:`area_ratios`.
@@ -432,10 +432,13 @@ def _tiles_torch(res, left, left_g, rp, side: CPDMOperand, chunk_size, scratch) 
                 r.add_(glob, alpha=g)                                      # + g ||f_a,0 - f_b,0||
 
 
-def l1_kept_ratios(ar: torch.Tensor) -> torch.Tensor:
-    """Area ratios ``[N, P]`` with columns 1.. L1-normalised per image, column 0 kept (the ratios
-    of MUSP's public code, ``cpdm_musp_code`` in :mod:`reidlib.metrics.distance`). Eq. (9) is
-    invariant to this per-image scale; it only makes intermediate ratios match the code's."""
+def musp_code_ratios(ar: torch.Tensor, global_ratio: float) -> torch.Tensor:
+    """The area ratios of MUSP's public code (``vehiclereid/models/resnet.py``, ``train_xent_tri.py``)
+    ``[N, P]``: each kept part's attention mass L1-normalised over the kept parts (columns 1..),
+    and, in column 0, the constant ``global_ratio`` (``1/(n-1)``) for the global vector. With
+    SPAN's weights (eq. 4, every product normalised by the sum over all P entries) these give the
+    code's ``w_i = p_i / sum_j p_j``, ``p_i = AR_a,i AR_b,i``: the global product is
+    ``(1/(n-1))^2`` *before* the normalisation."""
     kept = ar[:, 1:]
     kept = kept / kept.sum(1, keepdim=True).clamp_min(torch.finfo(ar.dtype).tiny)
-    return torch.cat([ar[:, :1], kept], dim=1)
+    return torch.cat([torch.full_like(ar[:, :1], float(global_ratio)), kept], dim=1)

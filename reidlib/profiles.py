@@ -27,6 +27,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "input_size": (64, 64),
         "reid_backbone": "resnet18",
         "span_backbone": "resnet18",
+        "init": "standin",  # exercised end to end, at a few iterations
+        "pretrain_iters": 4,
         "seeds": [0],
         "reid_iters": 4,
         "span_iters": 4,
@@ -34,6 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_k": 2,
         "span_batch": 8,
         "span_per_view": 8,
+        "span_options": {"stride": 8, "decoder": "transposed"},  # SPAN's public code
         "feat_dim": 64,
         "eval_batch": 64,
         "fg_source": "gt",  # SPAN's target V: SynthVeRi's true foreground (fast)
@@ -42,21 +45,24 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "synth_preset": "small",
-        "image_size": 64,
-        "input_size": (64, 64),
+        "image_size": 128,
+        "input_size": (128, 128),  # ResNet-18 with last stride 1: 8 x 8 part maps
         "reid_backbone": "resnet18",
         "span_backbone": "resnet18",
+        "init": "standin",  # the stand-in for ImageNet: pretrained on a SynthVeRi folder of its own
+        "pretrain_iters": 1500,
         "seeds": [0],
-        "reid_iters": 400,
-        "span_iters": 800,
+        "reid_iters": 500,
+        "span_iters": 600,
         "batch_p": 8,
         "batch_k": 4,
         "span_batch": 16,
         "span_per_view": 150,
+        "span_options": {"stride": 8, "decoder": "transposed"},  # SPAN's public code
         "feat_dim": 256,
         "eval_batch": 128,
         "fg_source": "grabcut",  # SPAN's target V: GrabCut pseudo-masks (the authors' procedure)
-        "num_workers": 2,
+        "num_workers": 0,  # training images come from the uint8 cache; no worker processes
         "lr": 1e-3,
     },
     "gpu": {
@@ -65,6 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "input_size": (128, 128),
         "reid_backbone": "resnet50",
         "span_backbone": "resnet34",
+        "init": "standin",  # or a local ImageNet file: notebooks' init parameter
+        "pretrain_iters": 6000,
         "seeds": [0, 1, 2],
         "reid_iters": 3000,
         "span_iters": 1500,
@@ -72,6 +80,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_k": 4,
         "span_batch": 32,
         "span_per_view": 1000,
+        "span_options": {"stride": 8, "decoder": "transposed"},  # SPAN's public code
         "feat_dim": 512,
         "eval_batch": 256,
         "fg_source": "grabcut",  # SPAN's target V: GrabCut pseudo-masks (the authors' procedure)
@@ -84,6 +93,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "input_size": (256, 256),
         "reid_backbone": "resnet50",
         "span_backbone": "resnet34",
+        "init": "standin",  # with real data, pass the notebooks' init=/path/resnet50.pth (ImageNet)
+        "pretrain_iters": 20000,
         "seeds": [0, 1, 2],
         "reid_iters": 30000,  # SPAN Sec. 4.2: 30,000 iterations, P=8, K=4
         "span_iters": 12000,  # public code: 10 epochs, batch 32 on a view-balanced subset
@@ -91,6 +102,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_k": 4,
         "span_batch": 32,
         "span_per_view": 2000,
+        "span_options": {"stride": 8, "decoder": "transposed"},  # SPAN's public code
         "feat_dim": 1024,
         "eval_batch": 256,
         "fg_source": "grabcut",  # SPAN's target V: GrabCut pseudo-masks (the authors' procedure)

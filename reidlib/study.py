@@ -40,30 +40,32 @@ METRICS = ("R1", "R5", "mAP", "mINP")
 
 #: run settings that cannot change the trained weights (left out of the cache key)
 _NOT_IN_KEY = (("train", "progress"), ("train", "out_dir"), ("data", "num_workers"), ("eval", "num_workers"),
-               ("eval", "batch_size"), ("train", "log_every"))
+               ("eval", "batch_size"), ("train", "log_every"), ("train", "checkpoint_every"), ("train", "keep_last"))
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def dataset_root(profile: str, data_root: Optional[str | os.PathLike] = None, seed: int = 0,
-                 data_dir: Optional[str | os.PathLike] = None) -> Path:
+def dataset_root(profile: str | Mapping[str, Any], data_root: Optional[str | os.PathLike] = None, seed: int = 0,
+                 data_dir: Optional[str | os.PathLike] = None, layout: str = "veri776") -> Path:
     """The dataset folder of a study: ``data_root`` when the user points at their own data, else
-    SynthVeRi generated for ``profile`` into ``data_dir`` (default :func:`reidlib.paths.data_dir`;
+    SynthVeRi generated for ``profile`` (a name, or a profile dict with overrides applied) in the
+    folder layout of dataset ``layout`` into ``data_dir`` (default :func:`reidlib.paths.data_dir`;
     idempotent: an existing complete folder with the same manifest is reused)."""
     if data_root:
         root = Path(data_root).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"data_root {root} does not exist (expected a dataset folder)")
+            raise FileNotFoundError(f"data_root {root} does not exist (expected a {layout} folder)")
         return root
     from reidlib import paths
     from reidlib.data.synth import generate
 
-    prof = get_profile(profile)
+    prof = get_profile(profile) if isinstance(profile, str) else profile
     base = Path(data_dir) if data_dir else paths.data_dir()
-    out = base / f"synthveri-{prof['synth_preset']}-{prof['image_size']}px-seed{seed}"
-    return Path(generate(out, preset=prof["synth_preset"], image_size=prof["image_size"], seed=seed))
+    name = f"synthveri-{prof['synth_preset']}-{prof['image_size']}px-seed{seed}"
+    out = base / (name if layout == "veri776" else f"{name}-{layout}")
+    return Path(generate(out, preset=prof["synth_preset"], image_size=prof["image_size"], seed=seed, layout=layout))
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,14 @@ class Study:
     cache_dir: Optional[str] = None   #: trained models (default :func:`reidlib.paths.runs_dir`)
     data_dir: Optional[str] = None    #: generated SynthVeRi (default :func:`reidlib.paths.data_dir`)
     overrides: dict = field(default_factory=dict)
+    #: the dataset (:data:`reidlib.data.registry.DATASETS`): its protocol and, for SynthVeRi, the
+    #: folder layout it is written in; ``test_size``: VehicleID 800/1600/2400, VERI-Wild 3000/...
+    dataset: str = "veri776"
+    test_size: Optional[int] = None
+    #: how every backbone starts: ``"standin"`` (pretrained on a SynthVeRi folder of its own,
+    #: :meth:`pretrained_backbone`), ``"random"``, or the path of a local ImageNet state-dict file;
+    #: ``None``: the profile's choice
+    init: Optional[str] = None
     #: keep each finished run's resumable training state (``last.pt``, ``iter_*.pt``: weights plus
     #: optimiser moments, ~3x the model) next to its ``model.pt``. Off by default: a finished run is
     #: only ever reloaded from ``model.pt``, and the state of a SPAN re-ID model is ~0.5 GB.
@@ -114,18 +124,26 @@ class Study:
     def __post_init__(self):
         from reidlib import paths
 
+        from reidlib.data.registry import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r}; expected one of {', '.join(DATASETS)}")
         self.prof = get_profile(self.profile, **self.overrides)
-        self.root = dataset_root(self.profile, self.data_root, seed=self.seed, data_dir=self.data_dir)
+        self.root = dataset_root(self.prof, self.data_root, seed=self.seed, data_dir=self.data_dir,
+                                 layout=self.dataset)
         self.cache = Path(self.cache_dir) if self.cache_dir else paths.runs_dir(self.profile)
         self._dataset = None
+        self.init = self.init or self.prof.get("init", "random")
+        self._weights: dict[str, Optional[str]] = {}
 
     # ---------------------------------------------------------------- data
     @property
-    def dataset(self):
+    def data(self):
+        """The loaded dataset (train / query / gallery records)."""
         if self._dataset is None:
             from reidlib.data.registry import load_dataset
 
-            self._dataset = load_dataset("veri776", self.root)
+            self._dataset = load_dataset(self.dataset, self.root, test_size=self.test_size)
         return self._dataset
 
     def example_batch(self, n: int = 6, split: str = "gallery", seed: int = 0):
@@ -133,7 +151,7 @@ class Study:
         at the profile's input size (+ their records), for figures of masks and attention maps."""
         from reidlib.data.masks import MaskDataset
 
-        recs = [r for r in getattr(self.dataset, split) if r.view is not None]
+        recs = [r for r in getattr(self.data, split) if r.view is not None]
         rng = np.random.default_rng(seed)
         picked = []
         for v in range(5):
@@ -155,7 +173,8 @@ class Study:
         h, w = self.prof["input_size"]
         return {
             "model.name": model,
-            "data.root": str(self.root), "data.height": h, "data.width": w,
+            "data.root": str(self.root), "data.height": h, "data.width": w, "data.dataset": self.dataset,
+            "data.test_size": "" if self.test_size is None else str(self.test_size),
             "data.num_workers": self.prof["num_workers"],
             "optim.unit": "iter", "optim.max_iters": iters,
             "optim.milestones": [int(iters * 0.6), int(iters * 0.85)],
@@ -168,6 +187,7 @@ class Study:
         """The run configuration of re-ID model ``model`` (``baseline`` | ``span`` | ``musp``)."""
         c = self._base(model, seed, self.prof["reid_iters"])
         c.update({"model.backbone": self.prof["reid_backbone"], "model.last_stride": 1,
+                  "model.weights": self.backbone_weights(self.prof["reid_backbone"]),
                   "optim.lr": self.prof["lr"],
                   "data.p": self.prof["batch_p"], "data.k": self.prof["batch_k"],
                   "eval.batch_size": self.prof["eval_batch"]})
@@ -184,11 +204,78 @@ class Study:
         """The run configuration of SPAN step 1 (eq. 6)."""
         c = self._base("span-masks", seed, self.prof["span_iters"])
         c.update({"model.backbone": self.prof["span_backbone"], "span.size": self.prof["input_size"][0],
+                  "model.weights": self.backbone_weights(self.prof["span_backbone"]),
+                  "model.kwargs": dict(self.prof.get("span_options", {})),
                   "span.per_view": self.prof["span_per_view"], "data.batch_size": self.prof["span_batch"],
                   "span.fg_source": self.prof["fg_source"],
                   "optim.lr": 1e-3, "optim.milestones": []})
         c.update(overrides)
         return c
+
+    # ---------------------------------------------------------------- initialisation
+    def backbone_weights(self, backbone: str) -> Optional[str]:
+        """The ``model.weights`` every model with ``backbone`` starts from (see ``init``)."""
+        if backbone not in self._weights:
+            if self.init == "random":
+                self._weights[backbone] = None
+            elif self.init == "standin":
+                self._weights[backbone] = str(self.pretrained_backbone(backbone)[0])
+            else:
+                path = Path(self.init).expanduser()
+                if not path.is_file():
+                    raise FileNotFoundError(f"init={self.init!r}: expected 'standin', 'random' or a local "
+                                            "ImageNet state-dict file (reidlib never downloads weights)")
+                self._weights[backbone] = str(path)
+        return self._weights[backbone]
+
+    @property
+    def pretrain_seed(self) -> int:
+        """The SynthVeRi seed of the pretraining data: the first from 1000 + seed whose vehicles are
+        all different from the evaluation data's (:func:`reidlib.data.synth.disjoint.first_disjoint_seed`)."""
+        from reidlib.data.synth.disjoint import first_disjoint_seed
+
+        return first_disjoint_seed(self.prof["synth_preset"], [self.seed], 1000 + self.seed)
+
+    def pretraining_dataset(self):
+        """The stand-in's training data: every image (train, query, gallery) of a SynthVeRi folder
+        generated for it alone (:attr:`pretrain_seed`), as one training split."""
+        import dataclasses
+
+        from reidlib.data.registry import load_dataset
+
+        root = dataset_root(self.prof, None, seed=self.pretrain_seed, data_dir=self.data_dir)
+        ds = load_dataset("veri776", root)
+        seen, images = set(), []
+        for r in list(ds.train) + list(ds.gallery) + list(ds.query):
+            name = Path(r.path).name
+            if name not in seen:                 # SynthVeRi queries are copies of gallery images
+                seen.add(name)
+                images.append(r)
+        return dataclasses.replace(ds, train=images) if dataclasses.is_dataclass(ds) else _Split(ds, images)
+
+    def pretrained_backbone(self, backbone: str):
+        """``(path of a torchvision-format state dict, info)``: ``backbone`` trained as the strong
+        baseline (ID + triplet) for ``pretrain_iters`` iterations on :meth:`pretraining_dataset`,
+        cached like every run. Every model of a ``standin`` study starts from it, as the papers'
+        start from ImageNet."""
+        from reidlib.engine.training import train_reid
+        from reidlib.models.backbones import trunk_to_torchvision
+        from reidlib.utils.io import atomic_path
+
+        ds = self.pretraining_dataset()
+        iters = self.prof["pretrain_iters"]
+        cfg = self._base("baseline", self.seed, iters)
+        cfg.update({"data.root": str(ds.root), "model.backbone": backbone, "model.last_stride": 1,
+                    "model.weights": None, "optim.lr": self.prof["lr"], "data.p": self.prof["batch_p"],
+                    "data.k": self.prof["batch_k"]})
+        model, info = self.cached("pretrain", cfg, lambda c, resume: train_reid(c, dataset=ds, resume=resume),
+                                  extra=("all images of seed", self.pretrain_seed))
+        path = Path(info["out_dir"]) / f"backbone-{backbone}.pth"
+        if not path.is_file():
+            state = trunk_to_torchvision({k: v.detach().cpu() for k, v in model.base.state_dict().items()})
+            with atomic_path(path, suffix=".pth") as tmp:
+                torch.save(state, tmp)
+        return path, info
 
     # ---------------------------------------------------------------- cached training
     def run_dir(self, kind: str, cfg: Mapping[str, Any], extra: Any = None) -> Path:
@@ -240,16 +327,54 @@ class Study:
         return self.cached(model, cfg, lambda c, resume: train_reid(c, span=span, resume=resume), extra=span_key)
 
     def variant_models(self, variant: Variant) -> list:
-        """The trained models of ``variant``, one per seed."""
+        """The trained models of ``variant``, one per seed (their run folders: ``_last_run_dirs``)."""
         span = key = None
         if variant.model == "span":
             span, info = self.span_model(self.seed, **variant.span)
             key = Path(info["out_dir"]).name
-        return [self.reid_model(variant.model, s, span=span, span_key=key, **variant.config)[0] for s in self.seeds]
+        runs = [self.reid_model(variant.model, s, span=span, span_key=key, **variant.config) for s in self.seeds]
+        self._last_run_dirs = [info["out_dir"] for _, info in runs]
+        return [m for m, _ in runs]
 
     def evaluate_variant(self, variant: Variant) -> list[dict]:
-        """Train (or load) and evaluate ``variant`` for every seed: one :meth:`evaluate` result per seed."""
-        return [self.evaluate(m, distance=variant.distance) for m in self.variant_models(variant)]
+        """Train (or load) and evaluate ``variant`` for every seed: one :meth:`evaluate` result per
+        seed, with the run folder it was trained in (``run_dir``: its ``log.jsonl`` is the learning curve)."""
+        out = []
+        for model, run_dir in zip(self.variant_models(variant), self._last_run_dirs):
+            ev = self.evaluate(model, distance=variant.distance)
+            ev["run_dir"] = run_dir
+            out.append(ev)
+        return out
+
+    def reference_levels(self) -> pd.DataFrame:
+        """The levels a table is read against (R1 / R5 / mAP / mINP, %): an untrained network of the
+        profile's re-ID architecture and, with ``init="standin"``, the stand-in backbone's own
+        features before any fine-tuning. (The best level any metric allows is 100.) Cached in
+        ``<cache>/reference-levels-<hash>.json``."""
+        import json as _json
+
+        from reidlib.engine.artifacts import load_model
+        from reidlib.models.registry import build_model
+        from reidlib.utils.device import seed_everything
+        from reidlib.utils.io import atomic_write_json
+
+        key = _hash([self.prof, self.seed, str(self.root), self.init, self.dataset, self.test_size])
+        path = self.cache / f"reference-levels-{key}.json"
+        if path.is_file():
+            rows = _json.loads(path.read_text())
+        else:
+            seed_everything(self.seed)
+            models = {"untrained network": build_model("baseline", 1, backbone=self.prof["reid_backbone"],
+                                                       last_stride=1)}
+            if self.init == "standin":
+                _, info = self.pretrained_backbone(self.prof["reid_backbone"])
+                models["stand-in, no fine-tuning"] = load_model(Path(info["out_dir"]) / "model.pt")[0]
+            rows = {}
+            for name, model in models.items():
+                ev = self.evaluate(model.eval())
+                rows[name] = {m: ev[m] for m in METRICS}
+            atomic_write_json(path, rows)
+        return pd.DataFrame.from_dict(rows, orient="index")
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, model, distance: Optional[str] = None, distmat: bool = False) -> dict:
@@ -259,8 +384,9 @@ class Study:
 
         h, w = self.prof["input_size"]
         cfg = {"data.root": str(self.root), "data.height": h, "data.width": w, "data.num_workers": 0,
+               "data.dataset": self.dataset,
                "eval.batch_size": self.prof["eval_batch"], "eval.num_workers": 0, "train.device": self.device}
-        return evaluate_reid(model, self.dataset, cfg, distance=distance, return_features=True,
+        return evaluate_reid(model, self.data, cfg, distance=distance, return_features=True,
                              return_distmat=distmat)
 
     # ---------------------------------------------------------------- tables
@@ -290,6 +416,13 @@ class Results:
             self._arrays = per_query.from_evaluations(self.runs, self.seeds)
         return self._arrays
 
+    def logs(self) -> dict:
+        """``{row: training log}`` (pandas, one row per logged iteration) of each row's first seed."""
+        from reidlib.engine.logging import read_log
+
+        return {row: read_log(Path(per_seed[0]["run_dir"]) / "log.jsonl")
+                for row, per_seed in self.runs.items() if per_seed and per_seed[0].get("run_dir")}
+
     def table(self, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """One row per variant: R1 / R5 / mAP / mINP in percent (mean over seeds; with several
         seeds also their standard deviation ``<metric>_std``), and the 95% bootstrap interval of
@@ -313,6 +446,16 @@ class Results:
             row["seeds"] = len(per_seed)
             rows[name] = row
         return pd.DataFrame.from_dict(rows, orient="index")
+
+
+class _Split:
+    """A dataset object with another training split (for loaders that are not dataclasses)."""
+
+    def __init__(self, ds, train):
+        self._ds, self.train = ds, train
+
+    def __getattr__(self, name):
+        return getattr(self._ds, name)
 
 
 def strip(result: dict) -> dict:

@@ -220,24 +220,52 @@ def test_build_distance_names():
                                loop_cpdm(fa, ra, fb, rb, squared=True).float(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(build_distance("cpdm_musp")(q, g), loop_cpdm(fa, ra, fb, rb, g=1 / 3).float(),
                                rtol=1e-5, atol=1e-5)
-    # MUSP code: L2-normalised features, squared, global weight (1/(P-1))^2
+    # MUSP code: L2-normalised features, squared, SPAN's normalisation over all P entries with
+    # the kept ratios L1-normalised and the global ratio 1/(P-1)
     na, nb = torch.nn.functional.normalize(fa, dim=-1), torch.nn.functional.normalize(fb, dim=-1)
-    want = loop_cpdm(na, ra, nb, rb, squared=True, g=(1 / 3) ** 2).float()
+    code = lambda r: torch.cat([torch.full_like(r[:, :1], 1 / 3), r[:, 1:] / r[:, 1:].sum(1, keepdim=True)], 1)  # noqa: E731
+    want = loop_cpdm(na, code(ra), nb, code(rb), squared=True).float()
     torch.testing.assert_close(build_distance("cpdm_musp_code")(q, g), want, rtol=1e-5, atol=1e-5)
     # numpy tuples work too
     torch.testing.assert_close(build_distance("cpdm")((fa.numpy(), ra.numpy()), (fb.numpy(), rb.numpy())),
                                build_distance("cpdm")(q, g))
 
 
-def test_build_distance_musp_code_weights_by_hand():
-    # P = 3 (global + 2 parts), d = 2. Unit vectors so L2 normalisation is a no-op.
+def _musp_public_code_distance(fa, ra, fb, rb):
+    """MUSP's public code, step by step as it is written (``train_xent_tri.py``,
+    ``vehiclereid/models/resnet.py``), in plain Python for one pair: features ``[n][d]`` (global
+    first), attention masses ``[n-1]`` of the kept parts."""
+    n = len(fa)
+    unit = lambda v: [x / math.sqrt(sum(y * y for y in v)) for x in v]  # noqa: E731
+    fa, fb = [unit(v) for v in fa], [unit(v) for v in fb]
+    sq = [sum((x - y) ** 2 for x, y in zip(fa[i], fb[i])) for i in range(n)]
+    ara = [m / sum(ra) for m in ra]                      # kept parts: L1-normalised mass
+    arb = [m / sum(rb) for m in rb]
+    p = [(1 / (n - 1)) * (1 / (n - 1))] + [a * b for a, b in zip(ara, arb)]   # global: 1/(n-1) each
+    w = [x / sum(p) for x in p]                          # all n products L1-normalised together
+    return sum(wi * di for wi, di in zip(w, sq))
+
+
+def test_build_distance_musp_code_is_the_public_code_formula():
+    # P = n = 3 (global + 2 kept parts), d = 2. Unit vectors so L2 normalisation is a no-op.
     fa = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
     fb = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])
-    ra = torch.tensor([[1.0, 0.2, 0.6]])       # L1 over kept parts -> [.25, .75]
+    ra = torch.tensor([[1.0, 0.2, 0.6]])       # kept masses -> [.25, .75]
     rb = torch.tensor([[1.0, 0.5, 0.5]])       # -> [.5, .5]
-    # w = [.125, .375] / .5 = [.25, .75]; squared part distances [2, 0]; global 2 * (1/2)^2
+    # p = [(1/2)^2, .125, .375] = [.25, .125, .375], w = p / .75; squared distances [2, 2, 0]
     d = build_distance("cpdm_musp_code")((fa, ra), (fb, rb)).item()
-    assert d == pytest.approx(0.25 * 2 + 0.75 * 0 + 0.25 * 2)
+    assert d == pytest.approx((0.25 * 2 + 0.125 * 2 + 0.375 * 0) / 0.75)
+    assert d == pytest.approx(_musp_public_code_distance(fa[0].tolist(), [0.2, 0.6], fb[0].tolist(), [0.5, 0.5]))
+    # random inputs, several n: the same as the step-by-step code
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 3, 5):
+        A, B = torch.randn(n, 4, generator=g), torch.randn(n, 4, generator=g)
+        ma, mb = torch.rand(n - 1, generator=g) + 0.1, torch.rand(n - 1, generator=g) + 0.1
+        ar = torch.cat([torch.ones(1), ma])[None]
+        br = torch.cat([torch.ones(1), mb])[None]
+        got = build_distance("cpdm_musp_code")((A[None], ar), (B[None], br)).item()
+        assert got == pytest.approx(_musp_public_code_distance(A.tolist(), ma.tolist(), B.tolist(), mb.tolist()),
+                                    rel=1e-5)
     # the text variant: true Euclidean, g = 1/2
     d_text = build_distance("cpdm_musp")((fa, ra), (fb, rb)).item()
     assert d_text == pytest.approx(0.25 * math.sqrt(2) + 0.5 * math.sqrt(2))

@@ -48,11 +48,14 @@ def hand_expected(name: str) -> list:
             out.append(sum(prod[i] * part_d[b][i] for i in range(3)) / sum(prod))
         elif name == "cpdm_musp":                                      # MUSP eqs. (9)-(10), g = 1/(P-1)
             out.append(sum(prod[i] * part_d[b][i] for i in (1, 2)) / sum(prod[1:]) + 0.5 * part_d[b][0])
-        elif name == "cpdm_musp_code":                                 # L2-normalised, squared, g = (1/2)^2
+        elif name == "cpdm_musp_code":      # L2-normalised, squared, all 3 products normalised, global 1/2
             na = torch.nn.functional.normalize(FA[0].double(), dim=-1)
             nb = torch.nn.functional.normalize(FB[b].double(), dim=-1)
             sq = [float(((na[i] - nb[i]) ** 2).sum()) for i in range(3)]
-            out.append(sum(prod[i] * sq[i] for i in (1, 2)) / sum(prod[1:]) + 0.25 * sq[0])
+            ka = [float(x) for x in RA[0, 1:] / RA[0, 1:].sum()]
+            kb = [float(x) for x in RB[b, 1:] / RB[b, 1:].sum()]
+            pc = [0.25] + [ka[j] * kb[j] for j in range(2)]
+            out.append(sum(pc[i] * sq[i] for i in range(3)) / sum(pc))
     return out
 
 
@@ -62,7 +65,7 @@ def test_table_names_and_options():
         assert spec.name == name and set(spec.options) <= set(OPTIONS) and "chunk_size" in spec.options
         assert spec.needs_area_ratios == name.startswith("cpdm")
     assert DISTANCES["cpdm"].options == ("chunk_size", "squared")
-    assert DISTANCES["cpdm_musp_code"].options == ("chunk_size", "global_weight")
+    assert DISTANCES["cpdm_musp_code"].options == ("chunk_size", "global_ratio")
 
 
 @pytest.mark.parametrize("name", list(DISTANCES))
@@ -82,7 +85,7 @@ def test_every_name_builds_and_matches_its_definition(name):
 
 @pytest.mark.parametrize("name", list(DISTANCES))
 def test_every_name_takes_each_of_its_options(name):
-    values = {"chunk_size": 1, "squared": True, "global_weight": 0.5}
+    values = {"chunk_size": 1, "squared": True, "global_weight": 0.5, "global_ratio": 0.5}
     for opt in DISTANCES[name].options:
         dist = build_distance(name, **{opt: values[opt]}, cache=False)
         assert dist.options[opt] == values[opt]

@@ -97,10 +97,22 @@ def test_mask_dataset_gt_and_flip(synth_root):
     assert torch.equal(it["view_vec"], torch.tensor([1.0, 0.0, 1.0]))
     assert it["parts"][1].sum() == 0 and it["parts"][0].sum() > 0 and it["parts"][2].sum() > 0
     assert torch.all(it["fg"][0] >= it["parts"].max(0).values)        # parts inside the foreground
+    # SPAN's target at 16 x 20: nearest resize of the 64 x 80 label map = every 4th pixel
+    lab = cv2.imread(str(gt_mask_path(synth_root[0].path)), cv2.IMREAD_UNCHANGED)[::4, ::4]
+    assert it["target"].shape == (3, 16, 20) and it["ignore"].shape == (1, 16, 20)
+    assert torch.equal(it["target"][0], torch.from_numpy((lab == 1).astype(np.float32)))   # FS: front face
+    assert it["target"][1].sum() == 0
+    assert torch.equal(it["target"][2], torch.from_numpy((lab == 3).astype(np.float32)))   # side face
+    assert torch.equal(it["ignore"][0], torch.from_numpy((lab == 4).astype(np.float32)))   # roof: don't care
+    rear = ds[1]                                                       # R: the whole foreground is rear
+    assert torch.equal(rear["target"][1], rear["fg"][0]) and rear["target"][[0, 2]].sum() == 0
+    assert rear["ignore"].sum() == 0
     flipped = MaskDataset(synth_root, fg_source="gt", size=(64, 80), mask_size=(16, 20), flip=True, flip_prob=1.0)[0]
     assert torch.allclose(flipped["img"], it["img"].flip(-1))
     assert torch.equal(flipped["fg"], it["fg"].flip(-1))
     assert torch.equal(flipped["parts"], it["parts"].flip(-1))
+    assert torch.equal(flipped["target"], it["target"].flip(-1))
+    assert torch.equal(flipped["ignore"], it["ignore"].flip(-1))
     assert torch.equal(flipped["view_vec"], it["view_vec"])
 
 
@@ -116,6 +128,11 @@ def test_mask_dataset_sources(synth_root, tmp_path):
     it = MaskDataset(synth_root, fg_source=src, size=(32, 40))[1]
     assert it["fg"].shape == (1, 8, 10) and calls == [synth_root[1].path]
     assert float(it["fg"][0, :, :4].min()) == 1.0 and float(it["fg"][0, :, 6:].max()) == 0.0
+    plain = tmp_path / "plain" / "image_train" / "0001_c001_0.png"         # no label map
+    _write_png(plain, synthetic_vehicle(seed=2)[0])
+    it = MaskDataset([Record(str(plain), 1, 1, view=2)], fg_source=src, size=(32, 40))[0]
+    assert not it["has_parts"] and it["parts"].sum() == 0 and it["target"].sum() == 0
+    assert it["ignore"].shape == (1, 8, 10) and bool(it["ignore"].all())   # nothing can be scored
     gc = MaskDataset(synth_root, fg_source=GrabCutCache(tmp_path / "gc"), size=(64, 80), mask_size=(64, 80))[0]
     _, gt = synthetic_vehicle(seed=0)
     assert iou(gc["fg"][0].numpy() > 0.5, gt) > 0.7

@@ -49,6 +49,65 @@ def test_span_masks_shape_and_range(x, span):
     assert SPAN(BK, out_size=(10, 20))(x[:2]).shape == (2, 3, 10, 20)
 
 
+def test_span_defaults_are_the_earlier_network():
+    """stride 16 + bilinear decoder = torchvision's conv1..layer3 and three MaskGenerators, built in
+    that order: same parameter names, same seeded initialisation."""
+    from reidlib.models.backbones import split_resnet
+    from reidlib.models.span import MaskGenerator
+
+    torch.manual_seed(7)
+    new = SPAN(BK).state_dict()
+    torch.manual_seed(7)
+    ref = torch.nn.Module()
+    ref.cnn_mask, _ = split_resnet(BK, None, last_stride=2)
+    ref.g_front, ref.g_rear, ref.g_side = MaskGenerator(256), MaskGenerator(256), MaskGenerator(256)
+    old = ref.state_dict()
+    assert list(new) == list(old) and all(torch.equal(new[k], old[k]) for k in old)
+    torch.manual_seed(7)
+    s8 = SPAN(BK, stride=8).state_dict()                   # the max-pool has no weights: same tensors
+    assert list(s8) == list(old) and all(torch.equal(s8[k], old[k]) for k in old)
+
+
+@pytest.mark.parametrize("stride, decoder, side, feat", [(16, "bilinear", 16, 4), (16, "transposed", 32, 4),
+                                                         (8, "bilinear", 32, 8), (8, "transposed", 64, 8)])
+def test_span_stride_and_decoder_shapes(x, stride, decoder, side, feat):
+    m = SPAN(BK, stride=stride, decoder=decoder).eval()
+    with torch.no_grad():
+        assert m.cnn_mask(x).shape == (B, 256, feat, feat)
+        out = m(x)
+    assert out.shape == (B, 3, side, side) and m.mask_stride == 64 // side
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert m(x[:1], size=(10, 12)).shape == (1, 3, 10, 12)
+    assert m.config["stride"] == stride and m.config["decoder"] == decoder
+
+
+def test_span_options_are_checked():
+    from reidlib.errors import ConfigError
+    from reidlib.models.registry import check_options, model_options
+
+    opts = model_options("span-masks")
+    assert opts["stride"][1] == 16 and opts["decoder"][1] == "bilinear"
+    assert check_options("span-masks", {"stride": "8", "decoder": "transposed"}) == {"stride": 8, "decoder": "transposed"}
+    with pytest.raises(ConfigError, match="stride"):
+        check_options("span-masks", {"stride": 4})
+    with pytest.raises(ConfigError, match="decoder"):
+        check_options("span-masks", {"decoder": "nearest"})
+    with pytest.raises(ValueError):
+        SPAN(BK, stride=32)
+
+
+def test_span_stride8_loads_torchvision_weights(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(11)
+    state = resnet18(weights=None).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    m = SPAN(BK, weights=tmp_path / "r18.pth", stride=8, decoder="transposed")
+    assert isinstance(m.cnn_mask[3], torch.nn.Identity)
+    assert torch.equal(m.cnn_mask[0].weight, state["conv1.weight"])
+    assert torch.equal(m.cnn_mask[6][1].conv2.weight, state["layer3.1.conv2.weight"])
+
+
 def test_span_checkpoint_round_trip(tmp_path, x, span):
     span.eval()
     torch.save({"state_dict": span.state_dict(), "config": span.config}, tmp_path / "span.pt")

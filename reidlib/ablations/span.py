@@ -18,7 +18,8 @@ from reidlib.study import Study, Variant
 
 __all__ = ["SPAN_LOSS_SWITCHES", "SPAN_LOSS_VARIANTS", "SPAN_AGGREGATION_VARIANTS", "SPAN_HYPERPARAMS",
            "span_masks_table", "span_mask_ious", "iou_row", "foreground_net", "foreground_quality",
-           "span_hyperparam_table", "hyperparam_design"]
+           "span_hyperparam_table", "hyperparam_design", "MASK_EVAL_IMAGES", "mask_eval_records",
+           "mask_reference_ious", "mask_reference_levels", "SPAN_PILOT_SETTINGS", "span_pilot"]
 
 #: SPAN step 1's loss combinations of Table 1 (eq. 6's terms switched on or off)
 SPAN_LOSS_SWITCHES: dict[str, dict] = {
@@ -69,38 +70,112 @@ def hyperparam_design(settings: Mapping[tuple, dict] = SPAN_HYPERPARAMS) -> pd.D
 # masks (step 1)
 # ------------------------------------------------------------------------------------------------
 
-def span_mask_ious(study: Study, span, split: str = "gallery", max_images: int = 400):
-    """Per-image IoU ``[N, 3]`` (front, rear, side) of SPAN's thresholded masks against SynthVeRi's
-    ground-truth part masks on test images (a quantitative version of the paper's Fig. 6), and the
-    images' paths."""
+#: the mask tables' evaluation images: this many test images per study, stratified by identity and
+#: view (:func:`reidlib.data.masks.stratified_records`)
+MASK_EVAL_IMAGES = 400
+
+
+def mask_eval_records(study: Study, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                      seed: Optional[int] = None) -> list:
+    """The images every mask table of a study is measured on: ``max_images`` records of ``split``
+    with a view label, round-robin over (identity, view class) groups
+    (:func:`reidlib.data.masks.stratified_records`, seed ``study.seed`` unless given)."""
+    from reidlib.data.masks import stratified_records
+
+    recs = [r for r in getattr(study.data, split) if r.view is not None]
+    return stratified_records(recs, max_images, seed=study.seed if seed is None else seed)
+
+
+def _eval_size(study: Study, eval_size: Optional[tuple[int, int]]) -> tuple[int, int]:
+    size = tuple(study.prof["input_size"]) if eval_size is None else eval_size
+    return int(size[0]), int(size[1])
+
+
+def _span_mask_eval(study: Study, span, recs: Sequence, eval_size: Optional[tuple[int, int]] = None
+                    ) -> dict[str, np.ndarray]:
+    """SPAN's masks on ``recs`` scored both ways: ``{"target": [N, 3], "faces": [N, 3]}`` per-image
+    IoU against SPAN's target (:func:`reidlib.metrics.masks.span_target_ious`) and against the
+    geometric faces (:func:`reidlib.metrics.masks.part_mask_ious`), at ``eval_size`` (default the
+    profile's input size; the masks are resized bilinearly before thresholding)."""
     from reidlib.data.masks import MaskDataset
-    from reidlib.metrics.masks import part_mask_ious
+    from reidlib.metrics.masks import part_mask_ious, span_target_ious
     from reidlib.utils.device import resolve_device
 
-    recs = [r for r in getattr(study.dataset, split) if r.view is not None][:max_images]
     size = tuple(study.prof["input_size"])
-    ds = MaskDataset(recs, fg_source="gt", size=size)
+    ds = MaskDataset(recs, fg_source="gt", size=size, mask_size=_eval_size(study, eval_size))
     dev = resolve_device(study.device)
     span = span.to(dev).eval()
-    preds, gts = [], []
+    preds, faces, targets, ignores = [], [], [], []
     loader = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False, num_workers=0)
     with torch.inference_mode():
         for batch in loader:
-            m = span(batch["img"].to(dev)).float().cpu()
-            gt = batch["parts"]
-            if m.shape[-2:] != gt.shape[-2:]:
-                m = torch.nn.functional.interpolate(m, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            m = span(batch["img"].to(dev)).float().cpu()                                  # [B, 3, h, w]
+            if m.shape[-2:] != batch["target"].shape[-2:]:
+                m = torch.nn.functional.interpolate(m, size=batch["target"].shape[-2:], mode="bilinear",
+                                                    align_corners=False)                  # [B, 3, h', w']
             preds.append(m)
-            gts.append(gt)
-    return part_mask_ious(torch.cat(preds), torch.cat(gts)), [r.path for r in recs]
+            faces.append(batch["parts"])
+            targets.append(batch["target"])
+            ignores.append(batch["ignore"])
+    pred = torch.cat(preds)
+    return {"target": span_target_ious(pred, torch.cat(targets), torch.cat(ignores)),
+            "faces": part_mask_ious(pred, torch.cat(faces))}
+
+
+def span_mask_ious(study: Study, span, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                   metric: str = "target", eval_size: Optional[tuple[int, int]] = None):
+    """Per-image IoU ``[N, 3]`` (front, rear, side) of SPAN's thresholded masks on test images (a
+    quantitative version of the paper's Fig. 6), and the images' paths.
+
+    ``metric``: ``"target"`` (default): against the masks a perfect SPAN would produce from the
+    view label (:func:`reidlib.data.masks.span_target`, "don't care" pixels removed); ``"faces"``:
+    against SynthVeRi's geometric faces. Images: :func:`mask_eval_records`."""
+    if metric not in ("target", "faces"):
+        raise ValueError(f"metric must be 'target' or 'faces', got {metric!r}")
+    recs = mask_eval_records(study, split, max_images)
+    return _span_mask_eval(study, span, recs, eval_size)[metric], [r.path for r in recs]
+
+
+def mask_reference_ious(study: Study, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                        eval_size: Optional[tuple[int, int]] = None, mode: str = "paper", a: float = 0.7):
+    """Per-image IoU ``[N, 3]`` of the reference levels (:data:`reidlib.metrics.masks.REFERENCES`:
+    the ceiling with the caps of eq. (2) (:func:`reidlib.losses.span.max_area_table` with ``mode``
+    and ``a``), and the two degenerate baselines) against SPAN's target, on the same images and at
+    the same size as :func:`span_mask_ious`. Returns ``({reference: ious}, paths)``."""
+    from reidlib.data.masks import label_map_for
+    from reidlib.losses.span import max_area_table
+    from reidlib.metrics.masks import reference_ious
+
+    recs = mask_eval_records(study, split, max_images)
+    size = _eval_size(study, eval_size)
+    labels = [label_map_for(r.path, size) for r in recs]
+    views = [int(r.view) for r in recs]
+    caps = max_area_table(torch.tensor(views, dtype=torch.long), mode=mode, a=a).numpy() if views else None
+    return reference_ious(labels, views, a=a, caps=caps), [r.path for r in recs]
+
+
+def mask_reference_levels(study: Study, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                          eval_size: Optional[tuple[int, int]] = None, mode: str = "paper",
+                          a: float = 0.7) -> pd.DataFrame:
+    """The reference levels of the mask tables (%), rows ``ceiling``, ``side takes the car``,
+    ``labelled masks take the car``, columns front / rear / side / mean IoU (:func:`iou_row` of
+    :func:`mask_reference_ious`), and ``images``: what a SPAN that zeroes its losses reaches, and
+    what two degenerate solutions reach, on the images the SPAN rows are measured on."""
+    ious, paths = mask_reference_ious(study, split, max_images, eval_size, mode, a)
+    table = pd.DataFrame.from_dict({name: iou_row(v) for name, v in ious.items()}, orient="index")
+    table["images"] = len(paths)
+    return table
 
 
 def iou_row(ious: np.ndarray) -> dict:
     """A mask table's row (percent): per-part means over the images where the part is defined,
     and their mean (``mean IoU``; :func:`reidlib.metrics.masks.part_mask_iou`)."""
-    with np.errstate(all="ignore"):
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a part defined on no image: nan
         parts = {p: float(np.nanmean(ious[:, k])) * 100 for k, p in enumerate(("front", "rear", "side"))}
-    parts["mean IoU"] = float(np.nanmean(list(parts.values())))
+        parts["mean IoU"] = float(np.nanmean(list(parts.values())))
     return parts
 
 
@@ -108,22 +183,30 @@ def _row_name(key) -> str:
     return f"{key[0]}={key[1]:g}" if isinstance(key, tuple) else str(key)
 
 
-def _mask_results(study: Study, settings: Mapping[Any, dict]):
+def _mask_results(study: Study, settings: Mapping[Any, dict], max_images: int = MASK_EVAL_IMAGES):
+    """Train SPAN step 1 per setting; rows: :func:`iou_row` of the target metric plus ``faces mean
+    IoU`` (the geometric-face metric's mean); per-image arrays of the target metric."""
     from reidlib import per_query
 
-    rows, ious, spans, units = {}, {}, {}, None
+    recs = mask_eval_records(study, max_images=max_images)
+    units = [r.path for r in recs]
+    rows, ious, spans = {}, {}, {}
     for key, overrides in settings.items():
         span, _ = study.span_model(study.seed, **overrides)
-        iou, units = span_mask_ious(study, span)
-        spans[key], ious[key], rows[key] = span, [iou], iou_row(iou)
+        both = _span_mask_eval(study, span, recs)
+        spans[key], ious[key] = span, [both["target"]]
+        rows[key] = {**iou_row(both["target"]), "faces mean IoU": iou_row(both["faces"])["mean IoU"]}
     arrays = per_query.from_mask_ious({_row_name(k): v for k, v in ious.items()}, units, [study.seed])
     return pd.DataFrame.from_dict(rows, orient="index"), spans, arrays
 
 
-def span_masks_table(study: Study, variants: Sequence[str] = tuple(SPAN_LOSS_SWITCHES)):
+def span_masks_table(study: Study, variants: Sequence[str] = tuple(SPAN_LOSS_SWITCHES),
+                     max_images: int = MASK_EVAL_IMAGES):
     """Train SPAN step 1 once per loss combination (Table 1's rows) and measure its part masks
-    against the ground truth. Returns (IoU table (%), {variant: trained SPAN}, per-image arrays)."""
-    return _mask_results(study, {v: SPAN_LOSS_SWITCHES[v] for v in variants})
+    against SPAN's target (front / rear / side / mean IoU) and the geometric faces (``faces mean
+    IoU``) on :func:`mask_eval_records`; compare with :func:`mask_reference_levels`. Returns (IoU
+    table (%), {variant: trained SPAN}, per-image arrays of the target metric)."""
+    return _mask_results(study, {v: SPAN_LOSS_SWITCHES[v] for v in variants}, max_images)
 
 
 def foreground_net(study: Study, seed: Optional[int] = None):
@@ -134,10 +217,11 @@ def foreground_net(study: Study, seed: Optional[int] = None):
 
     seed = study.seed if seed is None else seed
     # the same view-balanced training subset as SPAN step 1 (its GrabCut masks are cached already)
-    labelled = [r for r in study.dataset.train if r.view is not None]
+    labelled = [r for r in study.data.train if r.view is not None]
     subset = view_balanced_subset(labelled, study.prof["span_per_view"], seed=seed)
     cfg = study._base("foreground", seed, study.prof["span_iters"])
     cfg.update({"model.backbone": study.prof["span_backbone"], "foreground.size": study.prof["input_size"][0],
+                "model.weights": study.backbone_weights(study.prof["span_backbone"]),
                 "data.batch_size": study.prof["span_batch"], "foreground.source": "grabcut",
                 "optim.lr": 1e-3, "optim.milestones": []})
     return study.cached("foreground", cfg, lambda c, resume: train_foreground(c, records=subset, resume=resume),
@@ -154,7 +238,7 @@ def foreground_quality(study: Study, max_images: int = 200, train_net: bool = Tr
     from reidlib.engine.foreground import predict_foreground
     from reidlib.metrics.masks import foreground_iou
 
-    recs = list(study.dataset.gallery)[:max_images]
+    recs = list(study.data.gallery)[:max_images]
     size = study.prof["input_size"][0]
     gts, grab = [], []
     for r in recs:
@@ -175,9 +259,70 @@ def foreground_quality(study: Study, max_images: int = 200, train_net: bool = Tr
 # the (a, m) sweep
 # ------------------------------------------------------------------------------------------------
 
-def span_hyperparam_table(study: Study, settings: Mapping[tuple, dict] = SPAN_HYPERPARAMS):
-    """Mask IoU (%) of SPAN step 1 for each (a, m) setting of :data:`SPAN_HYPERPARAMS`; returns
-    (table indexed by (parameter, value), per-image arrays with rows ``a=0.5``, ``m=0.04``, ...)."""
-    table, _, arrays = _mask_results(study, settings)
+def span_hyperparam_table(study: Study, settings: Mapping[tuple, dict] = SPAN_HYPERPARAMS,
+                          max_images: int = MASK_EVAL_IMAGES):
+    """Mask IoU (%) of SPAN step 1 for each (a, m) setting of :data:`SPAN_HYPERPARAMS` (columns as
+    :func:`span_masks_table`'s); returns (table indexed by (parameter, value), per-image arrays of
+    the target metric with rows ``a=0.5``, ``m=0.04``, ...)."""
+    table, _, arrays = _mask_results(study, settings, max_images)
     table.index = pd.MultiIndex.from_tuples(table.index, names=["parameter", "value"])
     return table, arrays
+
+
+# ------------------------------------------------------------------------------------------------
+# the pilot: why the profile's SPAN step 1 is what it is
+# ------------------------------------------------------------------------------------------------
+
+#: the settings of SPAN step 1 tried before choosing the profile's (its mask network options and
+#: how its trunk starts); the first is the profile's choice (SPAN's public code + the stand-in)
+SPAN_PILOT_SETTINGS: dict[str, dict] = {
+    "stride 8, transposed decoder, stand-in init": {"options": {"stride": 8, "decoder": "transposed"},
+                                                     "init": "standin"},
+    "stride 8, transposed decoder, random init": {"options": {"stride": 8, "decoder": "transposed"},
+                                                   "init": "random"},
+    "stride 16, bilinear decoder, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
+                                                    "init": "standin"},
+    "stride 16, bilinear decoder, random init": {"options": {"stride": 16, "decoder": "bilinear"},
+                                                  "init": "random"},
+}
+
+
+def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS, points: int = 4,
+               max_images: int = MASK_EVAL_IMAGES) -> pd.DataFrame:
+    """SPAN step 1 (all three losses) under each setting, its masks scored (the target metric)
+    at ``points`` evenly spaced iterations of the profile's schedule. Long format: setting,
+    iteration, front, rear, side, mean IoU. Runs are cached; the run with the profile's own setting
+    is the one the other pages use (its intermediate checkpoints are kept for this page)."""
+    from pathlib import Path
+
+    from reidlib.engine.artifacts import load_model
+    from reidlib.engine.checkpoint import checkpoints_newest_first
+    from reidlib.engine.training import train_span
+
+    iters = study.prof["span_iters"]
+    every = max(1, iters // points)
+    recs = mask_eval_records(study, max_images=max_images)
+    rows = []
+    keep = study.keep_state
+    study.keep_state = True                        # the intermediate checkpoints are this page's data
+    try:
+        for name, s in settings.items():
+            weights = None if s["init"] == "random" else study.backbone_weights(study.prof["span_backbone"])
+            cfg = study.span_config(study.seed, **SPAN_LOSS_SWITCHES["full"])
+            cfg.update({"model.kwargs": dict(s["options"]), "model.weights": weights,
+                        "train.checkpoint_every": every, "train.keep_last": points})
+            span, info = study.cached("span-masks", cfg, lambda c, resume: train_span(c, resume=resume))
+            files = [p for p in checkpoints_newest_first(info["out_dir"]) if p.name.startswith("iter_")]
+            models = [(int(p.stem.split("_")[1]), load_model(p)[0]) for p in sorted(files)]
+            if not any(it == iters for it, _ in models):
+                models.append((iters, span))       # the finished run (checkpoints may be gone)
+            for it, model in models:
+                iou = _span_mask_eval(study, model, recs)["target"]
+                rows.append({"setting": name, "iteration": it, **iou_row(iou)})
+            if not keep:                          # the training state is not needed any more
+                for p in files:
+                    Path(p).unlink(missing_ok=True)
+                Path(info["out_dir"], "last.pt").unlink(missing_ok=True)
+    finally:
+        study.keep_state = keep
+    return pd.DataFrame(rows)

@@ -31,7 +31,7 @@ def viewpoint_table(study: Study, evaluations: dict[str, dict]) -> pd.DataFrame:
     model, relation, R1, R5, mAP, mINP, valid and skipped queries)."""
     from reidlib.metrics.views import evaluate_by_view_relation
 
-    ds = study.dataset
+    ds = study.data
     q_or = [r.orientation for r in ds.query]
     g_or = [r.orientation for r in ds.gallery]
     frames = []

@@ -23,7 +23,6 @@ import math
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from reidlib.data.loaders import sample_seed
 
@@ -41,8 +40,8 @@ class BatchAugment:
                  erasing_scale=(0.02, 0.4), erasing_ratio=(0.3, 1 / 0.3), erasing_tries: int = 10):
         self.train = bool(train)
         self.flip_p, self.pad, self.erasing_p = float(flip_p), int(pad), float(random_erasing_p)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.mean_hwc = torch.tensor(mean, dtype=torch.float32) * 255.0          # [3]: NHWC broadcast
+        self.std_hwc = torch.tensor(std, dtype=torch.float32) * 255.0
         self.scale, self.ratio, self.tries = erasing_scale, erasing_ratio, int(erasing_tries)
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
@@ -54,53 +53,52 @@ class BatchAugment:
         exactly as in the single-process batch."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected uint8 [B, H, W, 3] images, got {images.dtype} {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2)                                    # [B, 3, H, W] (NHWC memory)
-        B, _, H, W = x.shape
+        B, H, W, _ = images.shape
         draw = _Draws(generator, B, slots)
-        if self.train and self.flip_p > 0:
-            flip = draw.rand() < self.flip_p
-            x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
-        if self.train and self.pad > 0:
+        x = images.contiguous()                                           # NHWC uint8
+        if self.train and (self.flip_p > 0 or self.pad > 0):
+            flip = (draw.rand() < self.flip_p).tolist() if self.flip_p > 0 else [False] * B
             p = self.pad
-            padded = F.pad(x, (p, p, p, p))                               # zeros, as Pad(fill=0)
-            oy = draw.randint(2 * p + 1)
-            ox = draw.randint(2 * p + 1)
-            rows = (oy[:, None] + torch.arange(H))[:, None, :, None]      # [B, 1, H, 1]
-            cols = (ox[:, None] + torch.arange(W))[:, None, None, :]      # [B, 1, 1, W]
-            b = torch.arange(B)[:, None, None, None]
-            c = torch.arange(3)[None, :, None, None]
-            x = padded[b, c, rows, cols]                                  # [B, 3, H, W]
-        x = (x.float() - self.mean) / self.std
-        x = x.contiguous(memory_format=torch.channels_last)
+            if p > 0:
+                oy, ox = draw.randint(2 * p + 1).tolist(), draw.randint(2 * p + 1).tolist()
+                padded = torch.nn.functional.pad(x, (0, 0, p, p, p, p))   # zeros, as Pad(fill=0)
+            else:
+                oy, ox, padded = [0] * B, [0] * B, x
+            out = torch.empty_like(x)
+            for b in range(B):                     # per-image slices: cheaper than gathers at this size
+                crop = padded[b, oy[b]:oy[b] + H, ox[b]:ox[b] + W]
+                out[b] = crop.flip(1) if flip[b] else crop
+            x = out
+        x = (x.float() - self.mean_hwc) / self.std_hwc                    # [B, H, W, 3] float32
         if self.train and self.erasing_p > 0:
-            x = self._erase(x, draw)
-        return x
+            for b, box in enumerate(self._erasing_boxes(B, H, W, draw)):
+                if box is not None:
+                    y0, x0, h, w = box
+                    x[b, y0:y0 + h, x0:x0 + w] = 0.0                      # 0 after normalisation: the mean colour
+        return x.permute(0, 3, 1, 2)                                      # [B, 3, H, W], channels-last memory
 
-    def _erase(self, x: torch.Tensor, draw: "_Draws") -> torch.Tensor:
-        B, _, H, W = x.shape
+    def _erasing_boxes(self, B: int, H: int, W: int, draw: "_Draws") -> list:
+        """Per image ``(y0, x0, h, w)`` of random erasing, or None: torchvision's rule (area and
+        log-aspect uniform, the first of ``tries`` boxes that fits)."""
         apply = draw.rand() < self.erasing_p
-        area = H * W
         t = self.tries
-        target = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * draw.rand(t))
-        log_r = math.log(self.ratio[0]) + (math.log(self.ratio[1]) - math.log(self.ratio[0])) * draw.rand(t)
-        ratio = torch.exp(log_r)
+        target = H * W * (self.scale[0] + (self.scale[1] - self.scale[0]) * draw.rand(t))
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        ratio = torch.exp(lo + (hi - lo) * draw.rand(t))
         h = torch.round(torch.sqrt(target * ratio)).long()
         w = torch.round(torch.sqrt(target / ratio)).long()
+        u_y, u_x = draw.rand(t), draw.rand(t)
         ok = (h < H) & (w < W)
-        u_y = draw.rand(t)
-        u_x = draw.rand(t)
-        first = torch.where(ok.any(1), ok.float().argmax(1), torch.zeros(B, dtype=torch.long))
-        pick = lambda a: a.gather(1, first[:, None])[:, 0]                    # noqa: E731
-        h, w = pick(h), pick(w)
-        y0 = (pick(u_y) * (H - h + 1).clamp_min(1)).long().clamp_max(H - 1)
-        x0 = (pick(u_x) * (W - w + 1).clamp_min(1)).long().clamp_max(W - 1)
-        use = apply & ok.any(1)
-        ys = torch.arange(H)[None, :]
-        xs = torch.arange(W)[None, :]
-        in_y = (ys >= y0[:, None]) & (ys < (y0 + h)[:, None])               # [B, H]
-        in_x = (xs >= x0[:, None]) & (xs < (x0 + w)[:, None])               # [B, W]
-        mask = (in_y[:, :, None] & in_x[:, None, :]) & use[:, None, None]    # [B, H, W]
-        return x.masked_fill(mask[:, None], 0.0)
+        boxes = []
+        for b in range(B):
+            fits = ok[b].nonzero()
+            if not bool(apply[b]) or len(fits) == 0:
+                boxes.append(None)
+                continue
+            k = int(fits[0])
+            hb, wb = int(h[b, k]), int(w[b, k])
+            boxes.append((int(u_y[b, k] * (H - hb + 1)), int(u_x[b, k] * (W - wb + 1)), hb, wb))
+        return boxes
 
 
 class _Draws:

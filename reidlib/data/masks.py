@@ -1,14 +1,31 @@
 """Data for SPAN step 1 (Sec. 3.1, 3.4, 4.2): images with foreground target ``V``, semantic label
 vector ``l`` and, on SynthVeRi, ground-truth part masks for evaluating the learned masks.
 
-* :class:`MaskDataset` yields ``{"img", "fg", "view_vec", "view", "parts", "has_parts", "path"}``.
+* :class:`MaskDataset` yields ``{"img", "fg", "view_vec", "view", "parts", "target", "ignore",
+  "has_parts", "path"}``.
 * :func:`view_balanced_subset`: "This network is trained in advance on a subset of VeRi-776
   dataset with balanced images in each viewpoint" (Sec. 4.2).
+* :func:`span_target`: the masks a perfect SPAN would produce from an image's view label (the
+  ground truth of :func:`reidlib.metrics.masks.span_target_ious`).
+* :func:`stratified_records`: evaluation images spread over identities and view classes.
 
 SynthVeRi ground truth: ``<root>/masks/<split folder>/<stem>.png`` for the image
 ``<root>/<split folder>/<stem>.<ext>``, a label map with 0 background, 1 front, 2 rear, 3 side,
 4 roof (:data:`reidlib.data.views.PART_LABELS`); foreground = label > 0 (the roof counts as
-foreground but belongs to none of SPAN's three parts).
+foreground but belongs to none of SPAN's three parts). These labels are *geometric faces*: the
+hood and windshield are "front" and are visible in nearly every side image.
+
+**SPAN's target.** SPAN never sees the faces: eq. (1) asks the masks of the parts present in the
+view label ``l`` to add up to the foreground ``V``, and eq. (2) caps the masks of absent parts at
+area 0. So the masks a perfect SPAN produces are (:func:`span_target`):
+
+* parts absent from ``l``: empty;
+* a single-view image (F, R, S): the present part is the whole foreground (label > 0: roof, and
+  for a side image the hood and windshield, included), as eqs. (1)-(2) with cap 1 demand;
+* a two-view image (FS, RS): a foreground pixel whose face label is one of the two present parts
+  belongs to that part; the other foreground pixels (the roof, and faces of the absent part) must
+  go to *one* of the two present parts (eq. 1) but nothing says which, so they are "don't care"
+  (``ignore``) and left out of that image's IoU. The background is negative for every part.
 """
 from __future__ import annotations
 
@@ -25,7 +42,7 @@ from torch.utils.data import Dataset
 
 from reidlib.errors import ConfigError
 from .records import Record
-from .views import PART_LABELS, VIEW5, VIEW5_LABEL
+from .views import PART_LABELS, PARTS, VIEW5, VIEW5_LABEL
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,6 +66,91 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
     if lab.ndim == 3:
         lab = lab[..., 0]
     return lab
+
+
+def label_map_for(image_path: str | os.PathLike, size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """The SynthVeRi label map of an image (:func:`gt_mask_path`), ``uint8 [H, W]``, resized to
+    ``size = (h, w)`` with nearest-neighbour interpolation when given."""
+    lab = read_label_map(gt_mask_path(image_path))
+    if size is not None and tuple(lab.shape) != (int(size[0]), int(size[1])):
+        lab = cv2.resize(lab, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
+    return lab
+
+
+def span_target(label_map: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part masks a perfect SPAN produces for an image (see the module docstring).
+
+    Args:
+        label_map: SynthVeRi label map ``uint8 [H, W]`` (0 bg, 1 front, 2 rear, 3 side, 4 roof).
+        view: SPAN view class, an index into ``VIEW5 = (F, R, S, FS, RS)``.
+
+    Returns ``(parts, ignore)``: ``parts`` ``bool [3, H, W]`` (front, rear, side) and ``ignore``
+    ``bool [H, W]``, the "don't care" pixels (two-view images only: foreground pixels labelled with
+    the absent part or the roof; all False for a single-view image). ``parts`` and ``ignore`` are
+    disjoint, and ``parts.any(0) | ignore`` is the foreground.
+    """
+    lab = np.asarray(label_map)
+    if lab.ndim != 2:
+        raise ValueError(f"label_map must be [H, W], got shape {lab.shape}")
+    if not 0 <= int(view) < len(VIEW5_LABEL):
+        raise ValueError(f"view must be a SPAN view class index 0..{len(VIEW5_LABEL) - 1}, got {view!r}")
+    l = VIEW5_LABEL[int(view)]                                       # [front, rear, side] in {0, 1}
+    fg = lab > 0                                                     # [H, W]
+    present = [k for k in range(3) if l[k]]
+    parts = np.zeros((3,) + lab.shape, bool)                         # [3, H, W]
+    if len(present) == 1:
+        parts[present[0]] = fg
+        return parts, np.zeros_like(fg)
+    for k in present:
+        parts[k] = lab == PART_LABELS[PARTS[k]]
+    return parts, fg & ~parts.any(0)
+
+
+def stratified_records(records: Sequence[Record], max_images: Optional[int] = None, seed: int = 0) -> list[Record]:
+    """Up to ``max_images`` records spread over identities and view classes.
+
+    Records are grouped by ``(pid, view)``; each group's records are shuffled. Groups are ordered
+    so that every identity gets one group before any gets a second, each identity taking the
+    view class with the fewest groups ordered so far (ties broken at random); identities come in
+    a random order. The selection is then round-robin over that group order: the first record of
+    every group, then the second of every group that has one, and so on, cut at ``max_images``.
+    So every (identity, view) group is covered before any is repeated, and a shorter selection
+    is a prefix of a longer one (same ``seed``). ``None`` views form their own class. Returns
+    the records in selection order; draws with ``random.Random(seed)``.
+    """
+    rng = random.Random(seed)
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        groups[(r.pid, r.view)].append(r)
+    keys = sorted(groups, key=lambda k: (str(k[0]), -1 if k[1] is None else int(k[1])))
+    for k in keys:
+        rng.shuffle(groups[k])
+    tiebreak = {k: rng.random() for k in keys}
+    by_id: dict = defaultdict(list)
+    for k in keys:
+        by_id[k[0]].append(k)
+    ids = list(by_id)
+    rng.shuffle(ids)
+    taken: dict = defaultdict(int)                                   # view class -> groups ordered so far
+    order: list[tuple] = []
+    while len(order) < len(keys):
+        for pid in ids:
+            if by_id[pid]:
+                k = min(by_id[pid], key=lambda g: (taken[g[1]], tiebreak[g]))
+                by_id[pid].remove(k)
+                taken[k[1]] += 1
+                order.append(k)
+    limit = len(records) if max_images is None else max(0, int(max_images))
+    out: list[Record] = []
+    depth = 0
+    while len(out) < limit and any(len(groups[k]) > depth for k in order):
+        for k in order:
+            if len(groups[k]) > depth:
+                out.append(groups[k][depth])
+                if len(out) == limit:
+                    break
+        depth += 1
+    return out
 
 
 def _to_float_mask(mask: np.ndarray) -> np.ndarray:
@@ -95,8 +197,11 @@ class MaskDataset(Dataset):
 
     Item: ``img [3,H,W]`` normalised float, ``fg [1,h',w']`` float in [0,1] (bilinear resize;
     nearest for ``"gt"``), ``view_vec [3]`` float ``l = [front, rear, side]``, ``view`` int,
-    ``parts [3,h',w']`` binary GT part masks (front, rear, side; nearest resize) when a SynthVeRi
-    label map exists for the image, else zeros, with ``has_parts`` (bool) telling which; ``path``.
+    ``parts [3,h',w']`` binary GT part masks (the geometric faces front, rear, side; nearest
+    resize), ``target [3,h',w']`` and ``ignore [1,h',w']`` (float 0/1) SPAN's target and its
+    "don't care" pixels (:func:`span_target` of the nearest-resized label map) when a SynthVeRi
+    label map exists for the image; else ``parts`` and ``target`` are zeros and ``ignore`` is all
+    ones (nothing can be scored), with ``has_parts`` (bool) telling which; ``path``.
     """
 
     def __init__(self, records: Sequence[Record], fg_source: FgSource = "gt", size: tuple[int, int] = (192, 192),
@@ -154,20 +259,26 @@ class MaskDataset(Dataset):
         else:
             raw = self._fg(rec)
             fg = cv2.resize(_to_float_mask(raw), (mw, mh), interpolation=cv2.INTER_LINEAR)
+        view = int(rec.view)
         if labels is not None:
-            parts = np.stack([labels == PART_LABELS[k] for k in ("front", "rear", "side")]).astype(np.float32)
+            parts = np.stack([labels == PART_LABELS[k] for k in PARTS]).astype(np.float32)   # [3, h', w']
+            target, ignore = span_target(labels, view)                                        # [3, h', w'], [h', w']
+            target, ignore = target.astype(np.float32), ignore[None].astype(np.float32)       # ignore [1, h', w']
         else:
             parts = np.zeros((3, mh, mw), np.float32)
+            target, ignore = np.zeros((3, mh, mw), np.float32), np.ones((1, mh, mw), np.float32)
         if self.flip and random.random() < self.flip_prob:
-            img, fg, parts = img[:, ::-1], fg[:, ::-1], parts[:, :, ::-1]
+            img, fg = img[:, ::-1], fg[:, ::-1]
+            parts, target, ignore = parts[:, :, ::-1], target[:, :, ::-1], ignore[:, :, ::-1]
         x = (np.ascontiguousarray(img).transpose(2, 0, 1).astype(np.float32) / 255.0 - self.mean) / self.std
-        view = int(rec.view)
         return {
             "img": torch.from_numpy(np.ascontiguousarray(x)),                        # [3, H, W]
             "fg": torch.from_numpy(np.ascontiguousarray(fg, dtype=np.float32))[None],  # [1, h', w']
             "view_vec": torch.tensor(VIEW5_LABEL[view], dtype=torch.float32),       # [3]
             "view": view,
             "parts": torch.from_numpy(np.ascontiguousarray(parts)),                   # [3, h', w']
+            "target": torch.from_numpy(np.ascontiguousarray(target)),                 # [3, h', w']
+            "ignore": torch.from_numpy(np.ascontiguousarray(ignore)),                 # [1, h', w']
             "has_parts": labels is not None,
             "path": rec.path,
         }

@@ -213,8 +213,11 @@ RESUME_MAY_CHANGE = ("train.progress", "train.out_dir", "train.log_every", "trai
                      "train.keep_last", "train.device", "data.num_workers", "optim.max_iters", "eval.*")
 
 
-def config_changes(saved: Any, now: Any, allowed: tuple = RESUME_MAY_CHANGE) -> list[tuple[str, Any, Any]]:
-    """``[(dotted key, saved value, new value)]`` where two run configurations differ outside ``allowed``."""
+def config_changes(saved: Any, now: Any, allowed: tuple = RESUME_MAY_CHANGE,
+                   defaults: Optional[Mapping[str, Any]] = None) -> list[tuple[str, Any, Any]]:
+    """``[(dotted key, saved value, new value)]`` where two run configurations differ outside
+    ``allowed``. ``defaults`` (dotted key -> value): a key the saved configuration lacks (it was
+    written before the key existed) is no change when its new value is this default."""
     if not isinstance(saved, Mapping) or not isinstance(now, Mapping):
         return []
 
@@ -232,13 +235,28 @@ def config_changes(saved: Any, now: Any, allowed: tuple = RESUME_MAY_CHANGE) -> 
         return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in allowed)
 
     a, b = flat(saved), flat(now)
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not free(k) and a.get(k) != b.get(k)]
+    defaults = defaults or {}
+
+    def older_default(k):
+        return k not in a and k in defaults and b.get(k) == defaults[k]
+
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if not free(k) and a.get(k) != b.get(k) and not older_default(k)]
+
+
+def _config_defaults() -> dict:
+    """The dataclass defaults of :class:`reidlib.config.Config` as dotted keys."""
+    from reidlib.config import Config
+
+    return {f"{sec}.{k}": v for sec, d in Config().to_dict().items() for k, v in d.items()}
 
 
 def check_resumable(state: Mapping[str, Any], config: Any) -> None:
     """Raise :class:`reidlib.errors.ConfigError` when checkpoint ``state`` was written with a run
     configuration that differs from ``config`` outside :data:`RESUME_MAY_CHANGE`."""
-    changed = config_changes(state.get("config"), jsonable_config(config))
+    saved = state.get("config")
+    reidlib_config = isinstance(saved, Mapping) and {"model", "train"} <= set(saved)
+    changed = config_changes(saved, jsonable_config(config), defaults=_config_defaults() if reidlib_config else None)
     if changed:
         from reidlib.errors import ConfigError
 
@@ -376,11 +394,7 @@ class Trainer:
 
     def _split_data(self, loader) -> None:
         """Under DDP: this rank's slice of every global batch (the sampler's ``set_batch_split``)."""
-        sampler = _loader_sampler(loader)
-        if sampler is not None and hasattr(sampler, "set_batch_split"):
-            if tuple(getattr(sampler, "batch_split", (0, 1))) == (0, 1) and getattr(sampler, "num_replicas", 1) == 1:
-                sampler.set_batch_split(self.rank, self.world_size)
-        elif self.is_main:
+        if not ddp.split_batches(_loader_sampler(loader), self.rank, self.world_size) and self.is_main:
             import warnings
 
             warnings.warn(f"{type(loader).__name__}: its batch sampler cannot be split across ranks; every one of "

@@ -115,8 +115,14 @@ def batch_loader(cfg: Config, dataset) -> tuple[Any, int]:
 
 def make_trainer(cfg: Config, model, step_fn, loader, iters_per_epoch: int, meta: dict,
                  progress: Optional[bool], desc: str) -> Trainer:
+    """The :class:`Trainer` of a task. Under ``torchrun`` (an initialised process group,
+    :mod:`reidlib.engine.distributed`) it trains with DDP on this rank's device (``cuda:LOCAL_RANK``
+    on GPUs), with ``train.sync_bn``; ``iters_per_epoch`` counts global batches, the same on any
+    number of ranks."""
+    from reidlib.engine.distributed import rank_device
+
     max_iters, milestones, warmup = schedule(cfg, iters_per_epoch)
-    device = resolve_device(cfg.train.device)
+    device = rank_device(resolve_device(cfg.train.device))
     model.to(device)
     o = cfg.optim
     optimizer = build_optimizer(o.name, model, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
@@ -128,15 +134,24 @@ def make_trainer(cfg: Config, model, step_fn, loader, iters_per_epoch: int, meta
                    keep_last=cfg.train.keep_last, log_every=cfg.train.log_every, device=device,
                    amp=cfg.train.amp, channels_last=cfg.train.channels_last, grad_clip=o.grad_clip,
                    seed=cfg.train.seed, config=cfg.to_dict(), meta=meta,
-                   progress=cfg.train.progress if progress is None else progress, desc=desc)
+                   progress=cfg.train.progress if progress is None else progress, desc=desc,
+                   sync_bn=cfg.train.sync_bn)
 
 
 def finish_run(cfg: Config, trainer: Trainer, meta: dict, t0: float) -> RunResult:
-    """Write ``model.pt`` and return the :class:`RunResult`."""
+    """Write ``model.pt`` and return the :class:`RunResult`. Under DDP rank 0 writes it, every
+    rank gets the result (the model with plain BatchNorm layers again, on the rank's device)."""
+    from reidlib.engine import distributed as ddp
+
     out = out_dir(cfg)
-    model = trainer.model.eval()
+    model = ddp.revert_sync_batchnorm(trainer.model).eval()
     meta = {**trainer.meta, **meta}
-    ckpt = save_model_file(out, model, meta, cfg.to_dict(), trainer.iteration)
+    if trainer.is_main:
+        ckpt = save_model_file(out, model, meta, cfg.to_dict(), trainer.iteration)
+    else:
+        ckpt = out / "model.pt"
+    if trainer.distributed:
+        ddp.barrier()
     return RunResult(out_dir=out, checkpoint=ckpt, last_checkpoint=out / "last.pt", log_path=out / "log.jsonl",
                      history=list(trainer.history), model=model, config=cfg, meta=meta,
                      iterations=trainer.iteration, seconds=time.perf_counter() - t0)
@@ -153,12 +168,15 @@ def reid_loader(cfg: Config, records: Sequence, pid_map: dict):
     (:class:`reidlib.data.cache.ImageCache`) and augments whole batches in the main process
     (:class:`reidlib.data.batch_augment.CachedBatchLoader`); ``files`` decodes image by image in
     ``data.num_workers`` DataLoader workers; ``auto`` takes the cache when the split fits
-    ``data.cache_max_gb``. Both are exact under resume; the description says which was used."""
+    ``data.cache_max_gb``. Both are exact under resume; the description says which was used.
+    Under ``torchrun`` the :class:`Trainer` gives every rank its slice of each P x K batch
+    (``P / world_size`` identities x K, ``PKSampler.set_batch_split``): ``data.p`` is the global P."""
     from reidlib.data import cache as image_cache
     from reidlib.data.batch_augment import BatchAugment, CachedBatchLoader
     from reidlib.data.dataset import ImageDataset, build_transforms
     from reidlib.data.loaders import build_loader
     from reidlib.data.sampler import PKSampler
+    from reidlib.engine.distributed import is_main
 
     h, w = cfg.data.height, cfg.data.width
     pids = [pid_map[r.pid] for r in records]
@@ -166,8 +184,9 @@ def reid_loader(cfg: Config, records: Sequence, pid_map: dict):
     use_cache = cfg.data.loader == "cache" or (
         cfg.data.loader == "auto" and image_cache.fits(records, h, w, cfg.data.cache_max_gb))
     if use_cache:
+        # under torchrun every rank opens it; the cache's lock lets one of them decode
         cache = image_cache.ImageCache(records, h, w, cache_dir=cfg.data.cache_dir or None,
-                                       progress=cfg.train.progress)
+                                       progress=cfg.train.progress and is_main())
         loader = CachedBatchLoader(cache, pids, sampler, BatchAugment(train=True, **cfg.data.transforms),
                                    seed=cfg.train.seed, camids=[r.camid for r in records],
                                    views=[-1 if r.view is None else r.view for r in records])
@@ -223,7 +242,7 @@ def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset
         else build_model(name, num_classes, **kwargs)
     criterion = ReIDCriterion(num_classes, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
                               id_weight=cfg.loss.id_weight, triplet_weight=cfg.loss.triplet_weight,
-                              triplet_on=cfg.loss.triplet_on)
+                              triplet_on=cfg.loss.triplet_on, id_reduction=cfg.loss.id_reduction)
     meta = model_meta(name, kwargs, num_classes=num_classes, distance=getattr(model, "distance", "euclidean"),
                       num_parts=getattr(model, "num_parts", 1), triplet_on=cfg.loss.triplet_on,
                       image_size=[cfg.data.height, cfg.data.width],
@@ -277,7 +296,7 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
     trained SPAN (eval mode)."""
     from reidlib.data.masks import MaskDataset, view_balanced_subset
     from reidlib.engine.foreground import describe_foreground, resolve_foreground
-    from reidlib.models.span import SPAN
+    from reidlib.models.span import SPAN, native_mask_stride
 
     t0 = time.perf_counter()
     if cfg is None and "model.name" not in dotted:
@@ -304,6 +323,10 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
                                 size=cfg.span.size, device=device, workers=cfg.data.num_workers,
                                 progress=cfg.train.progress)
         size = (cfg.span.size, cfg.span.size)
+        if mask_size is None:  # targets at the masks' native size
+            opts = {"stride": 16, "decoder": "bilinear", **cfg.model.kwargs}
+            native = native_mask_stride(opts["stride"], opts["decoder"])
+            mask_size = (cfg.span.size // native, cfg.span.size // native)
         train_set = MaskDataset(subset, fg_source=fg, size=size, mask_size=mask_size, flip=cfg.span.flip)
         extra = {"per_view": per_view, "subset_size": len(subset), "view_counts": counts.tolist(),
                  "fg_source": describe_foreground(fg)}

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from reidlib.cpdm import CPDMOperand, cpdm_against, l1_kept_ratios
+from reidlib.cpdm import CPDMOperand, cpdm_against, musp_code_ratios
 from reidlib.errors import ConfigError
 from reidlib.metrics.pairwise import (METRICS, ArrayLike, CosineOperand, EuclideanOperand, ExpansionOperand,
                                       as_tensor, check_chunk_size, compute_dtype, cosine_against,
@@ -76,8 +76,10 @@ OPTIONS: Mapping[str, Option] = MappingProxyType({
     "chunk_size": Option(None, lambda n, v: check_chunk_size(v, name=n, error=ConfigError),
                          "rows of the queries per block; None = auto, 0 = one block"),
     "squared": Option(False, _check_bool, "squared part distances instead of the true Euclidean"),
-    "global_weight": Option(None, _check_weight, "weight of the global term; None = the default of "
-                            "the variant (1/(P-1) for cpdm_musp, (1/(P-1))^2 for cpdm_musp_code)"),
+    "global_weight": Option(None, _check_weight, "weight of the global term (cpdm_musp); None = the "
+                            "text's 1/(P-1)"),
+    "global_ratio": Option(None, _check_weight, "the global vector's constant area ratio (cpdm_musp_code); "
+                           "None = the public code's 1/(P-1)"),
 })
 
 
@@ -125,9 +127,15 @@ def _apply_cpdm(fa, ra, side, o, scratch):
     return cpdm_against(fa, ra, side, chunk_size=o["chunk_size"], scratch=scratch)
 
 
+def _code_ratio(P: int, o) -> float:
+    g = o["global_ratio"]
+    return 1.0 / (P - 1) if g is None else g
+
+
 def _apply_cpdm_code(fa, ra, side, o, scratch):
     fa, ra = _cpdm_query(fa, ra, side)
-    return cpdm_against(_l2n(fa), l1_kept_ratios(ra), side, chunk_size=o["chunk_size"], scratch=scratch)
+    ratios = musp_code_ratios(ra, _code_ratio(int(fa.shape[1]), o))
+    return cpdm_against(_l2n(fa), ratios, side, chunk_size=o["chunk_size"], scratch=scratch)
 
 
 def _prepare_musp(fb, rb, o):
@@ -138,9 +146,8 @@ def _prepare_musp(fb, rb, o):
 
 def _prepare_musp_code(fb, rb, o):
     P = _parts(fb, "cpdm_musp_code")
-    g = o["global_weight"]
-    return CPDMOperand(_l2n(fb), l1_kept_ratios(rb), squared=True,
-                       global_weight=(1.0 / (P - 1)) ** 2 if g is None else g)
+    # SPAN's eq. (4) normalisation over all P entries, with the code's ratios (global: 1/(n-1))
+    return CPDMOperand(_l2n(fb), musp_code_ratios(rb, _code_ratio(P, o)), squared=True)
 
 
 _SPECS = (
@@ -165,8 +172,9 @@ _SPECS = (
     DistanceSpec("cpdm_musp", "MUSP eqs. (9)-(10), global weight 1/(P-1)",
                  ("chunk_size", "squared", "global_weight"), True,
                  _prepare_musp, _apply_cpdm),
-    DistanceSpec("cpdm_musp_code", "MUSP public code: L2-normalised features, squared, global weight (1/(P-1))^2",
-                 ("chunk_size", "global_weight"), True,
+    DistanceSpec("cpdm_musp_code", "MUSP public code: L2-normalised features, squared, all n products "
+                 "L1-normalised, global ratio 1/(P-1)",
+                 ("chunk_size", "global_ratio"), True,
                  _prepare_musp_code, _apply_cpdm_code),
 )
 
@@ -269,22 +277,23 @@ def build_distance(name: str, **options) -> Distance:
     exactly what ``reidlib.metrics.evaluate_features(..., distance=dist)`` passes. Names: the keys
     of :data:`DISTANCES` (see the module docstring).
 
-    ``"cpdm_musp_code"`` implements the distance of MUSP's public code::
+    ``"cpdm_musp_code"`` implements the distance of MUSP's public code (``train_xent_tri.py``,
+    ``vehiclereid/models/resnet.py``)::
 
-        f^_i  = f_i / ||f_i||_2                          (every part, global included)
-        AR~_i = AR_i / sum_{j>=1} AR_j                   (L1 over the kept parts, i >= 1)
-        w_i   = AR~_a,i AR~_b,i / sum_{j>=1} AR~_a,j AR~_b,j
-        D     = sum_{i>=1} w_i ||f^_a,i - f^_b,i||^2 + (1/(P-1))^2 ||f^_a,0 - f^_b,0||^2
+        f^_i  = f_i / ||f_i||_2                     (every part, global included)
+        AR~_i = AR_i / sum_{j>=1} AR_j              (kept parts i >= 1: attention mass, L1 over them)
+        AR~_0 = 1/(n-1)                             (the global vector, every image)
+        p_i   = AR~_a,i AR~_b,i,   w_i = p_i / sum_{j=0}^{n-1} p_j      (all n products together)
+        D     = sum_{i=0}^{n-1} w_i ||f^_a,i - f^_b,i||^2
 
-    i.e. L2-normalised features, squared Euclidean, and an effective global weight ``(1/(n-1))^2``
-    (the text, eqs. 9-10, says ``1/(n-1)``), with ``P - 1 = n - 1`` kept parts. The L1
-    normalisation of the area ratios leaves ``w_i`` unchanged (eq. 9 is invariant to a per-image
-    scale of the ratios); it is applied so that intermediate ratios match the code's.
+    so the global product is ``(1/(n-1))^2`` *before* the normalisation, not a fixed weight after
+    it (the text, eqs. 9-10: a fixed global weight ``1/(n-1)`` added to part weights normalised
+    over the kept parts only, ``"cpdm_musp"``); ``P = n`` features (global + ``n-1`` kept parts).
 
     Options (:data:`OPTIONS`): ``chunk_size`` (all; rows of ``q`` per block; ``None`` = auto, ``0``
     = one block, else a positive integer); ``squared`` (``"cpdm"``, ``"cpdm_musp"``; a bool);
-    ``global_weight`` (``"cpdm_musp"``, ``"cpdm_musp_code"``: overrides the default; a number
-    >= 0); ``cache`` (all; see :class:`Distance`). Unknown names, unknown options and bad option
+    ``global_weight`` (``"cpdm_musp"``: overrides the text's 1/(P-1); a number >= 0);
+    ``global_ratio`` (``"cpdm_musp_code"``: overrides the code's 1/(P-1); a number >= 0); ``cache`` (all; see :class:`Distance`). Unknown names, unknown options and bad option
     values raise :class:`reidlib.errors.ConfigError` (a ``ValueError``) naming them.
     """
     return Distance(name, **options)

@@ -3,6 +3,28 @@
 The papers report no mask metric (they show masks qualitatively, Figs. 4, 6, 7); these are ours,
 for SynthVeRi whose renderer gives ground-truth part masks.
 
+Two ground truths:
+
+* **SPAN's target** (:func:`span_target_ious`, :func:`span_target_iou`; the headline metric):
+  the masks a perfect SPAN produces from the view label (:func:`reidlib.data.masks.span_target`):
+  absent parts empty, the present part of a single-view image the whole foreground, the two
+  present parts of a two-view image their faces, with the roof and the absent part's faces "don't
+  care". Ignored pixels are removed from both the prediction and the target before the IoU.
+* **the geometric faces** (:func:`part_mask_iou`, :func:`part_mask_ious`): each part against the
+  renderer's face of that name. SPAN cannot reach 100% on it: eqs. (1)-(2) force the masks of
+  parts absent from the label to zero and the present part of a single-view image to the whole
+  car, while the faces of a side image include the hood and windshield ("front").
+
+Reference levels on the target metric (masks built from the label maps, scored like SPAN's):
+
+* :func:`ceiling_masks`: the masks closest to the target that drive every SPAN loss (eq. 6) to
+  zero: single view, the present part = the foreground; two-view, the target split with the
+  "don't care" pixels given to a part with room, and pixels moved from a part whose area exceeds
+  its cap ``a_{l,i} |V|`` (eq. 2, :func:`reidlib.losses.span.max_area_table`) to the other present
+  part; the parts never overlap (eq. 3 zero);
+* :func:`side_takes_car_masks`: side = the foreground, front = rear = 0, in every image;
+* :func:`labelled_take_car_masks`: every part present in the label = the foreground.
+
 Convention: predictions are binarised at ``threshold`` (``pred >= threshold``), ground truth at
 0.5. The IoU of one (image, part) pair is computed only when the part is present in the ground
 truth **or** in the prediction (union non-empty): a part absent from both is a correct "nothing"
@@ -14,10 +36,13 @@ at least one counted image (``nan`` when none has).
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 PARTS = ("front", "rear", "side")
+#: the reference levels' names, in table order
+REFERENCES = ("ceiling", "side takes the car", "labelled masks take the car")
 
 
 def _np(x) -> np.ndarray:
@@ -90,3 +115,201 @@ def part_mask_ious(pred_masks, gt_parts, threshold: float = 0.5) -> np.ndarray:
         raise ValueError(f"pred_masks and gt_parts must both be [N, 3, h, w], got {pred.shape} / {gt.shape}")
     pb, gb = pred >= threshold, gt >= 0.5
     return np.stack([_ious(pb[:, k], gb[:, k])[0] for k in range(3)], axis=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# SPAN's target (reidlib.data.masks.span_target)
+# ------------------------------------------------------------------------------------------------
+
+def _ignore_3d(ignore: np.ndarray, n: int, hw: tuple) -> np.ndarray:
+    """``ignore`` ``[N, 1, h, w]`` / ``[N, h, w]`` -> bool ``[N, 1, h, w]``."""
+    ig = _np(ignore)
+    if ig.ndim == 3:
+        ig = ig[:, None]
+    if ig.ndim != 4 or ig.shape[0] != n or ig.shape[1] != 1 or tuple(ig.shape[-2:]) != tuple(hw):
+        raise ValueError(f"ignore must be [N, 1, h, w] or [N, h, w] with N={n}, (h, w)={tuple(hw)}, got {ig.shape}")
+    return ig >= 0.5
+
+
+def span_target_ious(pred_masks, target, ignore, threshold: float = 0.5) -> np.ndarray:
+    """Per-image IoU ``[N, 3]`` (front, rear, side) of predicted masks ``[N, 3, h, w]`` in [0, 1]
+    (binarised at ``threshold``) against SPAN's target ``[N, 3, h, w]`` (binary, or float
+    binarised at 0.5), with the ``ignore [N, 1, h, w]`` (or ``[N, h, w]``) pixels removed from both.
+    ``nan`` where both are empty after the removal (see the module docstring)."""
+    pred = _np(pred_masks)
+    tgt = _np(target)
+    if pred.shape != tgt.shape or pred.ndim != 4 or pred.shape[1] != 3:
+        raise ValueError(f"pred_masks and target must both be [N, 3, h, w], got {pred.shape} / {tgt.shape}")
+    keep = ~_ignore_3d(ignore, pred.shape[0], pred.shape[-2:])               # [N, 1, h, w]
+    pb = (pred >= threshold) & keep                                          # [N, 3, h, w]
+    tb = (tgt >= 0.5) & keep                                                 # [N, 3, h, w]
+    return np.stack([_ious(pb[:, k], tb[:, k])[0] for k in range(3)], axis=1)
+
+
+def iou_summary(ious: np.ndarray) -> dict:
+    """``{"front", "rear", "side", "mean"}`` (fractions) and ``{"n_front", "n_rear", "n_side"}`` of
+    per-image IoUs ``[N, 3]``: per part the mean over the images where it is defined, ``mean`` the
+    mean of the defined per-part means (``nan`` when none is), as :func:`part_mask_iou`."""
+    ious = np.asarray(ious, np.float64)
+    out: dict = {}
+    means = []
+    for k, name in enumerate(PARTS):
+        valid = ~np.isnan(ious[:, k])
+        n = int(valid.sum())
+        out[name] = float(ious[valid, k].mean()) if n else math.nan
+        out[f"n_{name}"] = n
+        if n:
+            means.append(out[name])
+    out["mean"] = float(np.mean(means)) if means else math.nan
+    return out
+
+
+def span_target_iou(pred_masks, target, ignore, threshold: float = 0.5) -> dict:
+    """:func:`iou_summary` of :func:`span_target_ious`: per-part mean IoU and their mean."""
+    return iou_summary(span_target_ious(pred_masks, target, ignore, threshold))
+
+
+# ------------------------------------------------------------------------------------------------
+# reference levels
+# ------------------------------------------------------------------------------------------------
+
+def _present(view: int) -> list[int]:
+    from reidlib.data.views import VIEW5_LABEL
+
+    return [k for k in range(3) if VIEW5_LABEL[int(view)][k]]
+
+
+def _distance_to(region: np.ndarray) -> np.ndarray:
+    """Euclidean distance ``float32 [H, W]`` of every pixel to ``region`` (zeros if it is empty)."""
+    import cv2
+
+    if not region.any():
+        return np.zeros(region.shape, np.float32)
+    return cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def _nearest_first(candidates: np.ndarray, toward: np.ndarray, count: int) -> np.ndarray:
+    """bool ``[H, W]``: the ``count`` pixels of ``candidates`` nearest to ``toward`` (raster order
+    among equal distances)."""
+    idx = np.flatnonzero(candidates)
+    d = _distance_to(toward).ravel()[idx]
+    out = np.zeros(candidates.size, bool)
+    out[idx[np.argsort(d, kind="stable")[:count]]] = True
+    return out.reshape(candidates.shape)
+
+
+def ceiling_masks(label_map: np.ndarray, view: int, a: float = 0.7,
+                  caps: Optional[Sequence[float]] = None) -> np.ndarray:
+    """The ceiling's masks ``bool [3, H, W]`` for one image: as close to SPAN's target as masks that
+    make every term of eq. (6) zero (with ``V`` = the label map's foreground) can be.
+
+    Single view: the present part = the foreground. Two-view image with present parts ``i, j``,
+    target faces ``T_i, T_j``, foreground ``V`` (``n`` pixels) and pixel caps
+    ``c_k = floor(a_{l,k} n)``: if ``|T_i| > c_i``, the ``|T_i| - c_i`` pixels of ``T_i`` nearest
+    to ``T_j`` and every "don't care" pixel go to ``j``;
+    otherwise (and symmetrically) the faces stay, and the "don't care" pixels go to the part they
+    are nearer to as far as its cap allows. The two masks partition ``V``, so eq. (1) and eq. (3)
+    are zero and both areas are within their caps (eq. 2). Binary masks make eq. (1) zero only by
+    partitioning ``V``; among those that also meet the caps none scores higher on either part:
+    the IoU of the capped part is at most ``c_i / |T_i|``, reached here together with the other
+    part's best. (Soft masks at exactly 0.5 on both parts could count a pixel for both after
+    thresholding, an artifact of the threshold that the ceiling does not exploit.)
+
+    Caps ``a_{l,k}``: ``caps`` (three ratios, front / rear / side, e.g. a row of
+    :func:`reidlib.losses.span.max_area_table` in ``"code"`` mode: [0.7, 0, 0.4] for FS), else
+    eq. (2)'s "paper" rule: ``a`` for each visible view of a two-view image (a single view's part
+    always has cap 1). Raises ``ValueError`` when the caps cannot hold ``V`` (``c_i + c_j < n``,
+    e.g. ``a < 0.5`` in paper mode).
+    """
+    from reidlib.data.masks import span_target
+
+    lab = np.asarray(label_map)
+    target, ignore = span_target(lab, view)                                  # [3, H, W], [H, W]
+    fg = lab > 0
+    present = _present(view)
+    out = np.zeros_like(target)
+    if len(present) == 1:
+        out[present[0]] = fg
+        return out
+    caps_ratio = [float(a) * (k in present) for k in range(3)] if caps is None else [float(c) for c in caps]
+    if len(caps_ratio) != 3:
+        raise ValueError(f"caps must be three ratios (front, rear, side), got {caps!r}")
+    n = int(fg.sum())
+    i, j = present
+    cap = {k: math.floor(caps_ratio[k] * n + 1e-9) for k in present}
+    if cap[i] + cap[j] < n:
+        raise ValueError(f"area caps {caps_ratio[i]:g} + {caps_ratio[j]:g} of view {view} cannot cover the "
+                         "foreground: no masks make eqs. (1) and (2) both zero")
+    ti, tj = target[i], target[j]
+    for over, other in ((i, j), (j, i)):
+        excess = int(target[over].sum()) - cap[over]
+        if excess > 0:
+            moved = _nearest_first(target[over], target[other], excess)
+            out[over] = target[over] & ~moved
+            out[other] = target[other] | moved | ignore
+            return out
+    room_i, room_j = cap[i] - int(ti.sum()), cap[j] - int(tj.sum())        # free pixels under each cap
+    d = (_distance_to(ti) - _distance_to(tj)).ravel()                        # < 0: nearer to T_i
+    idx = np.flatnonzero(ignore)
+    n_i = min(room_i, max(int((d[idx] <= 0).sum()), len(idx) - room_j))     # "don't care" pixels to i
+    to_i = np.zeros(lab.size, bool)
+    to_i[idx[np.argsort(d[idx], kind="stable")[:n_i]]] = True
+    to_i = to_i.reshape(lab.shape)
+    out[i] = ti | to_i
+    out[j] = tj | (ignore & ~to_i)
+    return out
+
+
+def side_takes_car_masks(label_map: np.ndarray, view: int = 0) -> np.ndarray:
+    """Degenerate baseline ``bool [3, H, W]``: side = the foreground, front = rear = empty, whatever
+    the view (``view`` unused, for a common signature)."""
+    fg = np.asarray(label_map) > 0
+    out = np.zeros((3,) + fg.shape, bool)
+    out[2] = fg
+    return out
+
+
+def labelled_take_car_masks(label_map: np.ndarray, view: int) -> np.ndarray:
+    """Degenerate baseline ``bool [3, H, W]``: every part present in the view label = the
+    foreground (a two-view image gets two identical, fully overlapping masks)."""
+    fg = np.asarray(label_map) > 0
+    out = np.zeros((3,) + fg.shape, bool)
+    for k in _present(view):
+        out[k] = fg
+    return out
+
+
+#: name -> ``(label_map [H, W], view) -> masks bool [3, H, W]``, in :data:`REFERENCES` order
+REFERENCE_MASKS: dict[str, Callable[..., np.ndarray]] = {
+    "ceiling": ceiling_masks,
+    "side takes the car": side_takes_car_masks,
+    "labelled masks take the car": labelled_take_car_masks,
+}
+
+
+def reference_ious(label_maps: Sequence[np.ndarray], views: Sequence[int], *, a: float = 0.7,
+                   caps: Optional[np.ndarray] = None,
+                   references: Sequence[str] = REFERENCES) -> dict[str, np.ndarray]:
+    """Per-image IoU ``[N, 3]`` of each reference's masks against SPAN's target, through
+    :func:`span_target_ious` (label maps ``uint8 [H, W]``, possibly of different sizes). The
+    ceiling's caps: ``caps [N, 3]`` (e.g. :func:`reidlib.losses.span.max_area_table`), else the
+    paper rule with ``a`` (see :func:`ceiling_masks`)."""
+    from reidlib.data.masks import span_target
+
+    if len(label_maps) != len(views):
+        raise ValueError(f"{len(label_maps)} label maps but {len(views)} views")
+    if caps is not None and np.asarray(caps).shape != (len(views), 3):
+        raise ValueError(f"caps must be [N, 3] = ({len(views)}, 3), got {np.asarray(caps).shape}")
+    unknown = [r for r in references if r not in REFERENCE_MASKS]
+    if unknown:
+        raise ValueError(f"unknown reference(s) {unknown}; expected some of {list(REFERENCE_MASKS)}")
+    out = {r: np.full((len(views), 3), np.nan) for r in references}
+    for n, (lab, view) in enumerate(zip(label_maps, views)):
+        target, ignore = span_target(lab, view)                               # [3, H, W], [H, W]
+        for r in references:
+            if r == "ceiling":
+                masks = ceiling_masks(lab, view, a=a, caps=None if caps is None else np.asarray(caps)[n])
+            else:
+                masks = REFERENCE_MASKS[r](lab, view)                         # [3, H, W]
+            out[r][n] = span_target_ious(masks[None], target[None], ignore[None, None])[0]
+    return out

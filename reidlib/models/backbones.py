@@ -76,3 +76,39 @@ def trunk(name: str = "resnet50", weights: Optional[str | os.PathLike] = None,
     """The whole convolutional trunk conv1..conv5 (no pooling, no fc)."""
     stage1, stage2 = split_resnet(name, weights, last_stride)
     return nn.Sequential(*stage1, stage2)
+
+
+#: torchvision names of the children of :func:`trunk`'s ``nn.Sequential`` (indices 0..7)
+_TRUNK_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def trunk_to_torchvision(trunk_state: dict) -> dict:
+    """A :func:`trunk` state dict (keys ``0.weight``, ``4.0.conv1.weight``, ...) under torchvision's
+    ResNet names (``conv1.weight``, ``layer1.0.conv1.weight``, ...): a file that ``weights=`` of
+    every model here (and torchvision itself, apart from ``fc``) loads."""
+    out = {}
+    for key, value in trunk_state.items():
+        idx, _, rest = key.partition(".")
+        out[f"{_TRUNK_NAMES[int(idx)]}.{rest}"] = value
+    return out
+
+
+def resnet_stage1(name: str = "resnet34", weights: Optional[str | os.PathLike] = None,
+                  stride: int = 16) -> nn.Sequential:
+    """conv1..conv4 (torchvision's ``conv1/bn1/relu/maxpool + layer1..layer3``) at output ``stride``.
+
+    * ``stride=16``: exactly :func:`split_resnet`'s stage 1 (same modules, same random
+      initialisation for the same seed);
+    * ``stride=8``: the max-pool replaced by an identity, as in SPAN's public code (``resnet.py``:
+      the ResNet-34 trunk without its max-pool, stopped after layer3; a 24 x 24 x 256 map for its
+      192 x 192 input). The children keep their indices (``3`` is the identity), so both strides
+      have the same state-dict keys, and ``weights`` (a torchvision state dict) loads the same way.
+
+    ``[B, 3, H, W] -> [B, C3, H/stride, W/stride]`` (C3 = :func:`stage1_dim`).
+    """
+    if stride not in (16, 8):
+        raise ValueError(f"stride must be 16 or 8, got {stride!r}")
+    stage1, _ = split_resnet(name, weights, last_stride=2)
+    if stride == 8:
+        stage1[3] = nn.Identity()                                  # the stem's max-pool
+    return stage1

@@ -71,10 +71,12 @@ __all__ = ["MUSP", "ExtendedSE", "soft_partition_pool"]
 
 #: run defaults (see :mod:`reidlib.models.registry`), MUSP Sec. 5.2: 256 x 256 input, batch 64 =
 #: 16 identities x 4 images, Adam 3.5e-4 (weight decay 5e-4), 90 epochs, learning rate / 10 at
-#: epochs 30 and 60, 10 warm-up epochs from 3.5e-5, label smoothing; triplet on every feature (eq. 13)
+#: epochs 30 and 60, 10 warm-up epochs from 3.5e-5, label smoothing; the ID losses of the n heads
+#: summed (eq. 12) and the triplet losses of the n features summed (eq. 13), ID : triplet = 1 : 1
+#: whatever n (as in the public code, ``train_xent_tri.py``)
 DEFAULT_RUN = {"data.p": 16, "data.k": 4, "optim.unit": "epoch", "optim.max_iters": 90,
                "optim.milestones": [30, 60], "optim.warmup_iters": 10, "optim.warmup_factor": 0.1,
-               "loss.triplet_on": "per_part"}
+               "loss.triplet_on": "per_part", "loss.id_reduction": "sum"}
 
 
 def soft_partition_pool(value: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

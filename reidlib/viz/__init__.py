@@ -9,6 +9,8 @@ _EXPORTS = {
     "intervals_figure": "results",
     "forest_figure": "results",
     "show_table": "results",
+    "learning_curves_figure": "results",
+    "curves_figure": "results",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

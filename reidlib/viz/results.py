@@ -10,17 +10,20 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pandas as pd
 
-__all__ = ["intervals_figure", "forest_figure", "show_table", "VERDICT_COLOURS"]
+__all__ = ["intervals_figure", "forest_figure", "learning_curves_figure", "curves_figure", "show_table",
+           "VERDICT_COLOURS"]
 
 VERDICT_COLOURS = {"holds": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#6e7781",
                    "not measured": "#d0d7de"}
 
 
 def intervals_figure(table: pd.DataFrame, metrics=("mAP", "R1"), paper: Optional[Mapping[Any, Mapping]] = None,
-                     title: str = "", row_label: str = ""):
+                     title: str = "", row_label: str = "", levels: Optional[pd.DataFrame] = None):
     """One panel per metric: each row's value (dot) with its 95% interval (``<metric>_low`` /
     ``<metric>_high`` columns), and the paper's number for the same row as a hollow diamond on
-    the panel's top axis (real data: another scale, for orientation only)."""
+    the panel's top axis (real data: another scale, for orientation only). ``levels``: reference
+    levels to read the rows against (:meth:`reidlib.study.Study.reference_levels`: an untrained
+    network, the stand-in before fine-tuning), drawn as labelled vertical lines."""
     from matplotlib.figure import Figure
 
     rows = [str(r) for r in table.index]
@@ -33,6 +36,9 @@ def intervals_figure(table: pd.DataFrame, metrics=("mAP", "R1"), paper: Optional
         hi = table.get(f"{m}_high", table[m]).to_numpy(float)
         ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", color="#0969da", ecolor="#0969da", capsize=3,
                     label="ours (95% interval)")
+        if levels is not None and m in levels:
+            for (name, lv), style in zip(levels[m].items(), (":", "--", "-.")):
+                ax.axvline(lv, color="#57606a", ls=style, lw=1, label=name)
         ax.set_yticks(y, rows if ax is axes[0] else [""] * len(rows))
         ax.set_xlabel(f"{m} (%), ours")
         ax.grid(axis="x", alpha=0.3)
@@ -111,6 +117,52 @@ def forest_figure(verdicts: pd.DataFrame, title: str = "", wrap: int = 48):
                if k in set(v["verdict"])]
     handles.append(Line2D([], [], marker="D", ls="", mfc="none", color="#bc4c00", label="paper (real data)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def learning_curves_figure(logs: Mapping[Any, pd.DataFrame], keys=("loss", "acc"), title: str = ""):
+    """Training curves, one panel per logged quantity (``keys`` present in the logs), one line per
+    row of the table: did every model learn? (:meth:`reidlib.study.Results.logs`)."""
+    from matplotlib.figure import Figure
+
+    keys = [k for k in keys if any(k in df for df in logs.values())]
+    fig = Figure(figsize=(4.2 * max(1, len(keys)), 3.0), layout="constrained")
+    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
+    for ax, k in zip(axes, keys):
+        for row, df in logs.items():
+            if k in df and "iter" in df:
+                ax.plot(df["iter"], df[k], label=str(row))
+        ax.set_xlabel("iteration")
+        ax.set_ylabel({"acc": "ID accuracy (training batch)", "loss": "training loss"}.get(k, k))
+        ax.grid(alpha=0.3)
+    if logs:
+        h, lab = axes[0].get_legend_handles_labels()
+        fig.legend(h, lab, loc="outside right center", frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, x: str = "iteration", y: str = "mean IoU", by: str = "setting",
+                  levels: Optional[pd.DataFrame] = None, ylabel: str = "", title: str = ""):
+    """``y`` against ``x``, one line per value of ``by`` (long-format ``curves``), with reference
+    ``levels`` (rows: name, column ``y``) as labelled horizontal lines."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for name, df in curves.groupby(by, sort=False):
+        df = df.sort_values(x)
+        ax.plot(df[x], df[y], marker="o", label=str(name))
+    if levels is not None and y in levels:
+        for (name, lv), style in zip(levels[y].items(), (":", "--", "-.", (0, (1, 3)))):
+            ax.axhline(lv, color="#57606a", ls=style, lw=1, label=str(name))
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or y)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right center", frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
     return fig

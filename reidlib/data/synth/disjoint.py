@@ -1,0 +1,86 @@
+"""Do two SynthVeRi folders share a vehicle? The check behind the stand-in for ImageNet.
+
+The papers start from ImageNet; our ``cpu`` profile starts from a backbone pretrained on a
+SynthVeRi folder generated for it alone (another seed). That is a fair stand-in only if the
+pretraining data hold none of the vehicles the experiments are evaluated on — not the same
+identity, and not the same combination of identity *details* (the discrete attributes that tell
+two vehicles of one type and colour apart: grille, lights, stickers, decals, stripes, roof,
+wheels, plate). Identities are compared from the generator's plan (:func:`build_plan`), which is
+what the images are rendered from.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from reidlib.data.synth.config import preset_params
+from reidlib.data.synth.plan import build_plan
+
+__all__ = ["identity_signature", "detail_signature", "shared_vehicles", "first_disjoint_seed"]
+
+#: attributes that do not describe the vehicle's appearance
+_NOT_APPEARANCE = ("vid", "family", "changed")
+
+
+def _canon(x: Any) -> Any:
+    if isinstance(x, float):
+        return round(x, 9)
+    if isinstance(x, dict):
+        return {k: _canon(v) for k, v in sorted(x.items())}
+    if isinstance(x, (list, tuple)):
+        return [_canon(v) for v in x]
+    return x
+
+
+def identity_signature(ident: dict) -> str:
+    """Every appearance attribute of a planned identity (continuous ones rounded to 1e-9)."""
+    return json.dumps(_canon({k: v for k, v in ident.items() if k not in _NOT_APPEARANCE}), sort_keys=True)
+
+
+def _discrete(x: Any) -> Any:
+    """The discrete skeleton of an attribute: strings, ints, bools and which details exist;
+    continuous placements and sizes dropped."""
+    if isinstance(x, bool) or isinstance(x, (int, str)) or x is None:
+        return x
+    if isinstance(x, float):
+        return "·"
+    if isinstance(x, dict):
+        return {k: _discrete(v) for k, v in sorted(x.items())}
+    if isinstance(x, (list, tuple)):
+        if x and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x):
+            return "colour" if len(x) == 3 else len(x)
+        return [_discrete(v) for v in x]
+    return str(type(x))
+
+
+def detail_signature(ident: dict) -> str:
+    """The combination of discrete identity details (type, colour, grille, lights, which stickers /
+    decals / stripes, roof, wheels, plate): two vehicles equal here look alike up to placement."""
+    return json.dumps(_discrete({k: v for k, v in ident.items() if k not in _NOT_APPEARANCE}), sort_keys=True)
+
+
+def _plan_identities(preset: str, seed: int) -> list[dict]:
+    return list(build_plan(preset_params(preset), seed=seed).identities.values())
+
+
+def shared_vehicles(preset_a: str, seed_a: int, preset_b: str, seed_b: int) -> dict[str, int]:
+    """How many vehicles two SynthVeRi plans share: ``{"identities", "detail combinations",
+    "plates"}`` (0, 0, 0 for disjoint data)."""
+    a, b = _plan_identities(preset_a, seed_a), _plan_identities(preset_b, seed_b)
+    out = {}
+    for name, key in (("identities", identity_signature), ("detail combinations", detail_signature),
+                      ("plates", lambda i: i.get("plate"))):
+        out[name] = len({key(i) for i in a} & {key(i) for i in b})
+    return out
+
+
+def first_disjoint_seed(preset: str, eval_seeds: Iterable[int], start: int, tries: int = 100) -> int:
+    """The first seed ``>= start`` whose plan shares no vehicle (:func:`shared_vehicles`) with the
+    plans of ``eval_seeds`` (same preset)."""
+    eval_seeds = list(eval_seeds)
+    for s in range(int(start), int(start) + tries):
+        if s in eval_seeds:
+            continue
+        if all(not any(shared_vehicles(preset, s, preset, e).values()) for e in eval_seeds):
+            return s
+    raise RuntimeError(f"no seed in [{start}, {start + tries}) gives a {preset} plan disjoint from seeds {eval_seeds}")
