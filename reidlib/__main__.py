@@ -95,6 +95,12 @@ def _cmd_train(args) -> int:
     from reidlib.engine.training import run_training
 
     ddp.init_from_env(cfg.train.device)
+    if args.resume and ddp.is_main():
+        from reidlib.engine.checkpoint import latest_checkpoint
+        from reidlib.engine.training import out_dir
+
+        found = latest_checkpoint(out_dir(cfg)) if out_dir(cfg).is_dir() else None
+        print(f"resuming from {found}" if found else f"nothing to resume in {out_dir(cfg)}: a fresh run")
     res = run_training(cfg, resume=args.resume)
     main_rank = ddp.is_main()
     if args.eval and cfg.model.name in REID_MODELS:

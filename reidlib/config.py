@@ -136,6 +136,8 @@ class SpanConfig:
     use_area: bool = True
     use_div: bool = True
     area_mode: str = "paper"  #: paper (a = 0.7 for both visible views) | code ([0.7,0,0.4] / [0,0.7,0.4])
+    #: eq. (2) over the three parts: sum (as written) | mean (SPAN's public code: a third of the sum)
+    area_reduction: str = "sum"
     a: float = 0.7  #: max area ratio of a visible view in a two-view image (eq. 2; paper: 0.7)
     margin: float = 0.04  #: tolerated overlap m of adjacent views F.S and R.S (eq. 3); F.R stays 0
     flip: bool = True
@@ -364,6 +366,7 @@ def validate(cfg: Config) -> Config:
 
     cfg.model.kwargs = check_options(cfg.model.name, cfg.model.kwargs)
     one_of("span.area_mode", cfg.span.area_mode, ("code", "paper"))
+    one_of("span.area_reduction", cfg.span.area_reduction, ("sum", "mean"))
     for key in ("data.p", "data.k", "data.height", "data.width", "data.batch_size", "train.log_every"):
         sec, name = key.split(".")
         if getattr(getattr(cfg, sec), name) < 1:

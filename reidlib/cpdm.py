@@ -25,13 +25,14 @@ The plain distances live in :mod:`reidlib.metrics.pairwise`; the named inference
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from reidlib.metrics.pairwise import (ArrayLike, as_tensor, aug, aug_parts, check_chunk_size, join_rows,
                                       row_blocks, sqrt_clamped)
+from reidlib.utils.optional import optional_attr
 
 __all__ = ["area_ratios", "cpdm_distance", "CPDMOperand", "cpdm_against", "musp_code_ratios",
            "BACKENDS", "resolve_backend"]
@@ -53,19 +54,9 @@ MIN_TILE_COLS = 256
 
 #: implementations of the inference tiles' element-wise work (see :func:`resolve_backend`)
 BACKENDS = ("auto", "numba", "torch")
-_KERNEL: Any = None
-
-
 def _compiled_kernel():
     """The numba tile kernel (``reidlib.metrics._cpdm_kernel.cpdm_tile``), or None without numba."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            from reidlib.metrics._cpdm_kernel import cpdm_tile
-        except ImportError:
-            cpdm_tile = False
-        _KERNEL = cpdm_tile
-    return _KERNEL or None
+    return optional_attr("reidlib.metrics._cpdm_kernel", "cpdm_tile")
 
 
 def resolve_backend(backend: str = "auto") -> str:

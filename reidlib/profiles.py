@@ -25,6 +25,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synth_preset": "tiny",
         "image_size": 64,
         "input_size": (64, 64),
+        "span_size": 64,  # SPAN step 1's input (its masks are resized to the part maps)
         "reid_backbone": "resnet18",
         "span_backbone": "resnet18",
         "init": "standin",  # exercised end to end, at a few iterations
@@ -47,13 +48,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synth_preset": "small",
         "image_size": 128,
         "input_size": (128, 128),  # ResNet-18 with last stride 1: 8 x 8 part maps
+        "span_size": 64,  # SPAN step 1 at 64 px: its stride-8 trunk sees 8 x 8, masks decoded to 64 x 64
         "reid_backbone": "resnet18",
         "span_backbone": "resnet18",
         "init": "standin",  # the stand-in for ImageNet: pretrained on a SynthVeRi folder of its own
         "pretrain_iters": 1500,
         "seeds": [0],
         "reid_iters": 500,
-        "span_iters": 600,
+        "span_iters": 1500,
         "batch_p": 8,
         "batch_k": 4,
         "span_batch": 16,
@@ -69,6 +71,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synth_preset": "veri",
         "image_size": 128,
         "input_size": (128, 128),
+        "span_size": 128,
         "reid_backbone": "resnet50",
         "span_backbone": "resnet34",
         "init": "standin",  # or a local ImageNet file: notebooks' init parameter
@@ -91,6 +94,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synth_preset": "veri",
         "image_size": 256,
         "input_size": (256, 256),
+        "span_size": 192,  # SPAN's public code
         "reid_backbone": "resnet50",
         "span_backbone": "resnet34",
         "init": "standin",  # with real data, pass the notebooks' init=/path/resnet50.pth (ImageNet)

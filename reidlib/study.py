@@ -146,9 +146,10 @@ class Study:
             self._dataset = load_dataset(self.dataset, self.root, test_size=self.test_size)
         return self._dataset
 
-    def example_batch(self, n: int = 6, split: str = "gallery", seed: int = 0):
+    def example_batch(self, n: int = 6, split: str = "gallery", seed: int = 0, size: Optional[int] = None):
         """``n`` test images covering the 5 SPAN view classes, as a normalised batch ``[n, 3, H, W]``
-        at the profile's input size (+ their records), for figures of masks and attention maps."""
+        at the profile's input size (or ``size``; SPAN's: ``prof["span_size"]``) (+ their
+        records), for figures of masks and attention maps."""
         from reidlib.data.masks import MaskDataset
 
         recs = [r for r in getattr(self.data, split) if r.view is not None]
@@ -161,7 +162,7 @@ class Study:
         while len(picked) < n and recs:
             picked.append(recs[int(rng.integers(len(recs)))])
         picked = picked[:n]
-        ds = MaskDataset(picked, fg_source="gt", size=tuple(self.prof["input_size"]))
+        ds = MaskDataset(picked, fg_source="gt", size=(size, size) if size else tuple(self.prof["input_size"]))
         return torch.stack([ds[i]["img"] for i in range(len(ds))]), picked
 
     @property
@@ -193,6 +194,8 @@ class Study:
                   "eval.batch_size": self.prof["eval_batch"]})
         if model == "span":
             c["model.kwargs"] = {"dim": self.prof["feat_dim"]}
+            if self.prof["span_size"] != self.prof["input_size"][0]:   # SPAN sees the images at its own size
+                c["model.kwargs"]["span_input_size"] = (self.prof["span_size"],) * 2
         for key, value in overrides.items():
             if key == "model.kwargs" and isinstance(value, Mapping):
                 c[key] = {**c.get(key, {}), **value}
@@ -203,7 +206,7 @@ class Study:
     def span_config(self, seed: int, **overrides) -> dict:
         """The run configuration of SPAN step 1 (eq. 6)."""
         c = self._base("span-masks", seed, self.prof["span_iters"])
-        c.update({"model.backbone": self.prof["span_backbone"], "span.size": self.prof["input_size"][0],
+        c.update({"model.backbone": self.prof["span_backbone"], "span.size": self.prof["span_size"],
                   "model.weights": self.backbone_weights(self.prof["span_backbone"]),
                   "model.kwargs": dict(self.prof.get("span_options", {})),
                   "span.per_view": self.prof["span_per_view"], "data.batch_size": self.prof["span_batch"],

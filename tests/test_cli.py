@@ -1,14 +1,18 @@
 """Config (defaults, YAML, dotted overrides with type coercion, unknown keys) and the CLI
-(``--help`` without torch; a tiny ``train`` + ``resume`` + ``evaluate`` through subprocesses)."""
+(``--help`` without torch; a tiny ``train`` + ``--resume`` + ``evaluate``: the resumed run ends with
+the weights of an uninterrupted one, bit for bit, and the evaluation's numbers are those of an
+independent ranking of the checkpoint's features)."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from reidlib.config import (Config, as_config, default_config, load_config, to_yaml, valid_keys)
 from reidlib.errors import ConfigError
@@ -126,43 +130,90 @@ def test_cli_config_and_errors():
 
 
 def _tiny_data(tmp_path: Path) -> Path:
-    """SynthVeRi tiny when its generator exists, else the engine tests' VeRi-layout fixture."""
-    root = tmp_path / "data"
-    try:
-        from reidlib.data.synth import generate
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from test_engine import make_tiny_veri
+    """SynthVeRi ``tiny`` at 32 x 32 (the package's own generator)."""
+    from reidlib.data.synth import generate
 
-        return make_tiny_veri(root)
-    return Path(generate(root, preset="tiny", image_size=32, seed=0, workers=1, progress=False))
+    return Path(generate(tmp_path / "data", preset="tiny", image_size=32, seed=0, workers=1, progress=False))
 
 
-def test_cli_train_resume_evaluate(tmp_path, capsys):
-    """``train`` and ``evaluate`` through subprocesses; ``--resume`` and the error path in-process."""
-    pytest.importorskip("reidlib.losses.reid")
+def _weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_cli_train_resume_evaluate(tmp_path, capsys, monkeypatch):
+    """``train`` and ``evaluate`` through subprocesses, ``--resume`` in-process: 2 iterations +
+    ``--resume`` to 3 end with the weights of 3 uninterrupted iterations, bit for bit, after exactly
+    one more step; the evaluation's numbers are those of the checkpoint's features ranked here."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine import ref_euclidean, ref_metrics
+
     from reidlib.__main__ import main
+    from reidlib.engine.evaluation import evaluate_reid
+    from reidlib.engine.trainer import Trainer
 
     data = _tiny_data(tmp_path)
-    out_dir = tmp_path / "run"
-    common = ["--model", "baseline", "--data", str(data), "--out", str(out_dir), "--no-progress",
-              "model.backbone=resnet18", "data.height=32", "data.width=32", "data.p=2", "data.k=2",
-              "data.num_workers=0", "optim.unit=iter", "optim.milestones=[]", "optim.warmup_iters=1",
-              "train.checkpoint_every=2", "train.log_every=1", "eval.num_workers=0"]
-    r = _run("train", *common, "optim.max_iters=2")
+    out_dir, ref_dir = tmp_path / "run", tmp_path / "straight"
+
+    def common(out: Path) -> list[str]:
+        return ["--model", "baseline", "--data", str(data), "--out", str(out), "--no-progress",
+                "model.backbone=resnet18", "data.height=32", "data.width=32", "data.p=2", "data.k=2",
+                "data.num_workers=0", "optim.unit=iter", "optim.milestones=[2]", "optim.warmup_iters=1",
+                "train.checkpoint_every=2", "train.log_every=1", "eval.num_workers=0"]
+
+    r = _run("train", *common(out_dir), "optim.max_iters=2")
     assert r.returncode == 0, r.stderr
-    assert "2 iterations" in r.stdout
+    assert "2 iterations" in r.stdout and f"model: {out_dir / 'model.pt'}" in r.stdout
     assert (out_dir / "last.pt").is_file() and (out_dir / "model.pt").is_file()
-    assert main(["train", *common, "optim.max_iters=3", "--resume"]) == 0  # continues from iteration 2
-    assert "3 iterations" in capsys.readouterr().out
-    rows = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines()]
+    first_rows = _log(out_dir / "log.jsonl")
+    assert [row["iter"] for row in first_rows] == [1, 2]
+
+    calls = {"n": 0}
+    step = Trainer.train_step
+
+    def counting(self, batch):
+        calls["n"] += 1
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", counting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                  # as the subprocess (OMP_NUM_THREADS=1)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["train", *common(out_dir), "optim.max_iters=3", "--resume"]) == 0
+        assert calls["n"] == 1, "--resume must continue from iteration 2"
+        assert not [w for w in caught if "starting a fresh run" in str(w.message)]
+        assert "3 iterations" in capsys.readouterr().out
+        assert main(["train", *common(ref_dir), "optim.max_iters=3"]) == 0      # uninterrupted
+        assert calls["n"] == 4
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    rows = _log(out_dir / "log.jsonl")
     assert [row["iter"] for row in rows] == [1, 2, 3]
+    assert rows[:2] == first_rows                         # the first run's lines kept as written
+    assert [row["loss"] for row in rows] == [row["loss"] for row in _log(ref_dir / "log.jsonl")]
+    resumed, straight = _weights(out_dir / "model.pt"), _weights(ref_dir / "model.pt")
+    assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in resumed)
+
     metrics = tmp_path / "m.json"
     e = _run("evaluate", "--checkpoint", str(out_dir / "model.pt"), "--data", str(data), "--json", str(metrics))
     assert e.returncode == 0, e.stderr
     for key in ("R1", "R5", "mAP", "mINP"):
         assert key in e.stdout
     m = json.loads(metrics.read_text())
-    assert 0 <= m["mAP"] <= 100 and m["distance"] == "euclidean" and m["num_query"] > 0
+    assert m["distance"] == "euclidean"
+    # the same numbers from the checkpoint's features, ranked by an independent loop
+    feats = evaluate_reid(out_dir / "model.pt", data, return_features=True)
+    q, g = feats["query"], feats["gallery"]
+    ref = ref_metrics(ref_euclidean(q["feats"], g["feats"]), q["pids"], g["pids"], q["camids"], g["camids"])
+    assert m["num_query"] == len(q["pids"]) and m["num_gallery"] == len(g["pids"])
+    for key in ("R1", "mAP", "mINP"):
+        assert m[key] == pytest.approx(ref[key], abs=1e-4), key
+        assert f"{key} {m[key]:.2f}" in e.stdout
     assert main(["evaluate", "--checkpoint", str(out_dir), "--data", str(data), "--distance", "nope"]) == 2
     assert "unknown distance" in capsys.readouterr().err

@@ -334,7 +334,7 @@ def test_backend_resolution(monkeypatch):
     with pytest.raises(ValueError, match="REIDLIB_CPDM_BACKEND='fast'"):
         cpdm_mod.resolve_backend("auto")
     monkeypatch.delenv("REIDLIB_CPDM_BACKEND")
-    monkeypatch.setattr(cpdm_mod, "_KERNEL", False)                     # as if numba were missing
+    monkeypatch.setattr(cpdm_mod, "_compiled_kernel", lambda: None)    # as if numba were missing
     assert cpdm_mod.resolve_backend("auto") == "torch"
     with pytest.raises(ImportError, match="numba"):
         cpdm_mod.resolve_backend("numba")

@@ -1,6 +1,7 @@
 """Engine tests: schedule values, optimisers, atomic checkpoints, exact resumption (2N vs N + resume
 + N on a real reidlib model with PKSampler + ImageDataset), a killed run, JSON-lines logs and the
-high-level tasks on a tiny VeRi-layout fixture. CPU only, tiny sizes."""
+high-level tasks on a tiny VeRi-layout fixture, their evaluation checked against an independent
+ranking (distances and metrics recomputed by plain loops). CPU only, tiny sizes."""
 from __future__ import annotations
 
 import os
@@ -73,6 +74,60 @@ def make_tiny_veri(root: Path, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), per_i
 @pytest.fixture(scope="module")
 def tiny_veri(tmp_path_factory) -> Path:
     return make_tiny_veri(tmp_path_factory.mktemp("veri"))
+
+
+# ------------------------------------------------------------------------------------------------
+# independent references for the evaluation checks (plain loops, float64, no reidlib code);
+# also used by test_wiring.py and test_cli.py
+# ------------------------------------------------------------------------------------------------
+
+def ref_euclidean(qf, gf) -> np.ndarray:
+    """``[Nq, Ng]`` Euclidean distances of ``[N, P, d]`` features flattened to ``[N, P*d]``."""
+    q = np.asarray(qf, np.float64).reshape(len(qf), -1)
+    g = np.asarray(gf, np.float64).reshape(len(gf), -1)
+    return np.array([[np.sqrt(((a - b) ** 2).sum()) for b in g] for a in q])
+
+
+def ref_cpdm(qf, qa, gf, ga, global_weight=None) -> np.ndarray:
+    """CPDM pair by pair: SPAN eqs. (4)-(5) (weights over all P parts, AR_0 = 1), or MUSP
+    eqs. (9)-(10) with ``global_weight`` (weights over the parts 1..P-1, global term fixed)."""
+    qf, qa, gf, ga = (np.asarray(x, np.float64) for x in (qf, qa, gf, ga))
+    first = 0 if global_weight is None else 1
+    out = np.zeros((len(qf), len(gf)))
+    for a in range(len(qf)):
+        for b in range(len(gf)):
+            dist = np.sqrt(((qf[a] - gf[b]) ** 2).sum(axis=1))            # [P]
+            co = qa[a] * ga[b]
+            w = co[first:] / co[first:].sum() if co[first:].sum() > 0 else np.zeros_like(co[first:])
+            out[a, b] = (w * dist[first:]).sum() + (0.0 if global_weight is None else global_weight * dist[0])
+    return out
+
+
+def ref_metrics(dist, q_pids, g_pids, q_cams, g_cams) -> dict:
+    """R1 / mAP / mINP in percent under the VeRi-776 (Market-1501) protocol: gallery images of the
+    query's id *and* camera removed, AP = mean precision at each true match, stable sort."""
+    aps, r1, inps = [], [], []
+    for i in range(len(q_pids)):
+        order = np.argsort(dist[i], kind="stable")
+        keep = ~((np.asarray(g_pids)[order] == q_pids[i]) & (np.asarray(g_cams)[order] == q_cams[i]))
+        match = np.asarray(g_pids)[order][keep] == q_pids[i]
+        if not match.any():
+            continue
+        pos = np.flatnonzero(match)
+        aps.append(np.mean((np.arange(len(pos)) + 1) / (pos + 1)))
+        r1.append(float(match[0]))
+        inps.append(len(pos) / (pos[-1] + 1))
+    return {"R1": 100 * np.mean(r1), "mAP": 100 * np.mean(aps), "mINP": 100 * np.mean(inps)}
+
+
+def assert_ranked_by(m: dict, dist: np.ndarray) -> None:
+    """``m`` (an ``evaluate_reid`` result with ``return_features`` and ``return_distmat``) ranked
+    the matrix ``dist`` (computed independently) and its metrics are those of ``dist``."""
+    q, g = m["query"], m["gallery"]
+    np.testing.assert_allclose(np.asarray(m["distmat"], np.float64), dist, rtol=1e-4, atol=1e-4)
+    ref = ref_metrics(dist, q["pids"], g["pids"], q["camids"], g["camids"])
+    for key in ("R1", "mAP", "mINP"):
+        assert m[key] == pytest.approx(ref[key], abs=1e-6), key
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,13 +333,8 @@ def _reid_trainer(root: Path, out: Path, max_iters: int, checkpoint_every: int, 
 
 
 def _criterion(num_classes: int):
-    try:
-        from reidlib.losses.reid import ReIDCriterion
-    except ImportError:  # the losses module not there yet: ID loss only
-        def crit(out, pids):
-            loss = nn.functional.cross_entropy(out["logits"][:, 0], pids, label_smoothing=0.1)
-            return loss, {"loss_id": loss.detach()}
-        return crit
+    from reidlib.losses.reid import ReIDCriterion
+
     return ReIDCriterion(num_classes, triplet_on="global")
 
 
@@ -390,7 +440,6 @@ def _tiny_cfg(root: Path, out: Path, model: str = "baseline", **extra):
 
 
 def test_train_and_evaluate_reid_task(tiny_veri, tmp_path):
-    pytest.importorskip("reidlib.losses.reid")
     from reidlib.engine.artifacts import load_model
     from reidlib.engine.evaluation import evaluate_reid
     from reidlib.engine.training import train_reid
@@ -400,14 +449,27 @@ def test_train_and_evaluate_reid_task(tiny_veri, tmp_path):
     assert res.iterations == 3 and res.checkpoint.name == "model.pt" and res.last_checkpoint.is_file()
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert [r["iter"] for r in read_jsonl(res.log_path)] == [1, 2, 3]
-    m = evaluate_reid(res.model, tiny_veri, cfg, return_features=True)
+    m = evaluate_reid(res.model, tiny_veri, cfg, return_features=True, return_distmat=True)
     assert {"R1", "R5", "R10", "mAP", "mINP", "num_query", "num_gallery"} <= set(m)
-    assert m["num_query"] == 3 and m["num_gallery"] == 12 and 0 <= m["mAP"] <= 100
-    assert m["query"]["feats"].shape[:2] == (3, 1) and m["query"]["area_ratios"] is None
-    # from the checkpoint file: same numbers; a distance override
+    assert m["num_query"] == 3 and m["num_gallery"] == 12 and m["distance"] == "euclidean"
+    q, g = m["query"], m["gallery"]
+    assert q["feats"].shape[:2] == (3, 1) and q["area_ratios"] is None
+    # the metrics are those of the returned features, ranked by an independent loop
+    assert_ranked_by(m, ref_euclidean(q["feats"], g["feats"]))
+    # the features are the trained model's: re-extracted from the weights in model.pt
+    model, state = load_model(res.checkpoint)
+    assert state["iteration"] == 3 and all(torch.equal(a, b.cpu()) for a, b in
+                                           zip(model.state_dict().values(), res.model.state_dict().values()))
+    mf = evaluate_reid(model, tiny_veri, cfg, return_features=True)
+    torch.testing.assert_close(mf["query"]["feats"], q["feats"])
+    # from the checkpoint file: same numbers; a distance override is used
     m2 = evaluate_reid(res.checkpoint, tiny_veri)
     assert m2["R1"] == pytest.approx(m["R1"]) and m2["mAP"] == pytest.approx(m["mAP"], abs=1e-6)
-    assert evaluate_reid(res.checkpoint, tiny_veri, distance="cosine")["distance"] == "cosine"
+    mc = evaluate_reid(res.checkpoint, tiny_veri, distance="cosine", return_features=True, return_distmat=True)
+    qn = mc["query"]["feats"][:, 0] / mc["query"]["feats"][:, 0].norm(dim=1, keepdim=True)
+    gn = mc["gallery"]["feats"][:, 0] / mc["gallery"]["feats"][:, 0].norm(dim=1, keepdim=True)
+    assert mc["distance"] == "cosine"
+    assert_ranked_by(mc, 1.0 - (qn.double() @ gn.double().T).numpy())
     model, state = load_model(res.last_checkpoint)
     assert not model.training and state["meta"]["task"] == "reid"
 
@@ -428,9 +490,17 @@ def test_span_pipeline_tasks(tiny_veri, tmp_path):
                                                               "model.kwargs.dim": 16, "optim.max_iters": 2})
     res = train_reid(cfg)
     assert res.meta["triplet_on"] == "cpdm" and res.meta["distance"] == "cpdm"
-    m = evaluate_reid(res.checkpoint, tiny_veri, return_features=True)
-    assert m["distance"] == "cpdm" and m["query"]["area_ratios"].shape == (3, 4)
-    assert evaluate_reid(res.model, tiny_veri, cfg, distance="euclidean")["distance"] == "euclidean"
+    # the frozen SPAN inside the re-ID model is the step-1 network, unchanged by step 2
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(span.state_dict().values(),
+                                                      res.model.span.state_dict().values()))
+    m = evaluate_reid(res.checkpoint, tiny_veri, return_features=True, return_distmat=True)
+    q, g = m["query"], m["gallery"]
+    assert m["distance"] == "cpdm" and q["area_ratios"].shape == (3, 4)
+    # ranked by CPDM (SPAN eqs. 4-5), recomputed pair by pair
+    assert_ranked_by(m, ref_cpdm(q["feats"], q["area_ratios"], g["feats"], g["area_ratios"]))
+    me = evaluate_reid(res.model, tiny_veri, cfg, distance="euclidean", return_features=True, return_distmat=True)
+    assert me["distance"] == "euclidean"
+    assert_ranked_by(me, ref_euclidean(me["query"]["feats"], me["gallery"]["feats"]))
 
 
 def test_foreground_task(tiny_veri, tmp_path):

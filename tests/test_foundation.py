@@ -76,19 +76,98 @@ def toy_dirs(tmp_path):
     return nbs, tmp_path / "results"
 
 
-def test_runner_writes_notebook_metrics_and_provenance(toy_dirs):
+def _git_repo(root: Path):
+    """``root`` as a git repository with one commit (``a.txt``, ``results/r.json``); returns a
+    function running git there."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
+                               "-c", "commit.gpgsign=false", *args], cwd=root, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    (root / "a.txt").write_text("1\n")
+    (root / "results").mkdir(exist_ok=True)
+    (root / "results" / "r.json").write_text("{}")
+    git("add", "a.txt", "results/r.json")
+    git("commit", "-q", "-m", "first")
+    return git
+
+
+def test_runner_writes_notebook_metrics_and_provenance(toy_dirs, monkeypatch):
+    import datetime as dt
+
+    import torch
+    import torchvision
+
+    import reidlib
+
     nbs, results = toy_dirs
+    git = _git_repo(nbs.parent)                             # the notebooks live in a repository of their own
+    monkeypatch.setattr(experiments, "REPO_ROOT", nbs.parent)
+    head = git("rev-parse", "HEAD")
     rec = experiments.run("toy", "smoke", {"scale": 3}, results_root=results, notebooks_dir=nbs)
     assert rec["metrics"]["value"] == 63
     on_disk = json.loads((results / "smoke" / "toy.json").read_text())
-    for key in ("commit", "dirty", "reidlib", "torch", "torchvision", "device", "profile", "seeds",
-                "parameters", "start", "end", "duration_s"):
-        assert key in on_disk, key
+    assert on_disk == json.loads(json.dumps(rec))
+    assert on_disk["commit"] == head and on_disk["dirty"] is False   # notebooks/ and results/ untracked
+    assert (on_disk["reidlib"], on_disk["torch"], on_disk["torchvision"]) == (
+        reidlib.__version__, torch.__version__, torchvision.__version__)
+    assert isinstance(on_disk["device"], str) and on_disk["device"]
     assert on_disk["profile"] == "smoke" and on_disk["seeds"] == [0]
-    assert on_disk["parameters"]["scale"] == 3
+    assert on_disk["parameters"]["scale"] == 3 and on_disk["parameters"]["profile"] == "smoke"
+    start, end = dt.datetime.fromisoformat(on_disk["start"]), dt.datetime.fromisoformat(on_disk["end"])
+    assert start <= end and 0 <= on_disk["duration_s"] <= (end - start).total_seconds() + 1.0
     executed = nbformat.read(str(results / "smoke" / "toy.ipynb"), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     assert (results / "smoke" / "toy" / "t.csv").read_text().startswith(",x")
+
+
+def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch):
+    """``commit`` is ``git rev-parse HEAD``; ``dirty`` is whether a tracked file outside results/
+    differs from it (untracked files and results/ do not count), as ``git status --porcelain``."""
+    git = _git_repo(tmp_path)
+    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)
+    first = git("rev-parse", "HEAD")
+    p = experiments.provenance("smoke", {"seed": 3})
+    assert (p["commit"], p["dirty"], p["seeds"], p["profile"]) == (first, False, [3], "smoke")
+    (tmp_path / "untracked.txt").write_text("x")
+    (tmp_path / "results" / "r.json").write_text('{"new": 1}')
+    assert experiments.provenance("smoke", {})["dirty"] is False
+    (tmp_path / "a.txt").write_text("2\n")
+    assert git("status", "--porcelain", "--untracked-files=no") != ""
+    assert experiments.provenance("smoke", {})["dirty"] is True
+    git("commit", "-q", "-am", "second")
+    p = experiments.provenance("smoke", {"seeds": [0, 1]})
+    assert p["commit"] == git("rev-parse", "HEAD") != first and p["dirty"] is False and p["seeds"] == [0, 1]
+    # outside a repository: unknown, not a made-up value
+    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path / "results")
+    (tmp_path / ".git").rename(tmp_path / "git-moved")
+    p = experiments.provenance("smoke", {})
+    assert p["commit"] is None and p["dirty"] is None
+
+
+def test_provenance_of_this_checkout():
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=experiments.REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    status = ("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    before = bool(git(*status))
+    p = experiments.provenance("smoke", {})
+    after = bool(git(*status))
+    assert p["commit"] == git("rev-parse", "HEAD") and len(p["commit"]) == 40
+    if before == after:                                   # (other processes may edit the checkout)
+        assert p["dirty"] is before
+
+
+def test_runner_refuses_an_unknown_profile(toy_dirs):
+    nbs, results = toy_dirs
+    with pytest.raises(experiments.ExperimentError, match=r"unknown profile 'nope'; expected one of \[.*'smoke'"):
+        experiments.run("toy", "nope", results_root=results, notebooks_dir=nbs)
+    assert not results.exists() or not any(results.rglob("*"))
+    assert experiments.main(["run", "toy", "--profile", "nope", "--results-root", str(results),
+                             "--notebooks-dir", str(nbs)]) == 2
+    assert not results.exists() or not any(results.rglob("*"))
 
 
 def test_runner_rejects_undeclared_parameters(toy_dirs):

@@ -342,6 +342,64 @@ def test_re_ranking_valid_and_improves_map():
                                pairwise_distance(q, g), atol=1e-6)
 
 
+def reference_re_ranking(d, nq, k1, k2, lam, stats=None):
+    """k-reciprocal re-ranking (Zhong et al., CVPR 2017) written out with sets on a dense
+    all-vs-all matrix ``d`` (queries first): ``N(p, k)`` = the k + 1 nearest (ties -> lower index),
+    ``R(p, k)`` = the k-reciprocal ones, ``R*`` = R(p, k1) plus every R(q, round(k1/2)) of its
+    members q sharing at least 2/3 of its items with R(p, k1), ``V[p] = exp(-d(p, .))`` on R*
+    normalised, averaged over the k2 nearest, Jaccard distance, mixed with the original by lam."""
+    n = d.shape[0]
+    order = [sorted(range(n), key=lambda j: (d[i, j], j)) for i in range(n)]
+
+    def nearest(p, k):
+        return set(order[p][:k + 1])
+
+    def reciprocal(p, k):
+        return {x for x in nearest(p, k) if p in nearest(x, k)}
+
+    k_half = int(np.around(k1 / 2))
+    v = np.zeros((n, n))
+    for p in range(n):
+        rp = reciprocal(p, k1)
+        star = set(rp)
+        for q in rp:
+            rq = reciprocal(q, k_half)
+            inter = len(rp & rq)
+            if 3 * inter >= 2 * len(rq):
+                if stats is not None:
+                    stats["expanded"] += len(rq - star)
+                    stats["at_two_thirds"] += int(3 * inter == 2 * len(rq) and bool(rq - rp))
+                star |= rq
+        idx = sorted(star)
+        w = np.exp(-d[p, idx])
+        v[p, idx] = w / w.sum()
+    if k2 > 1:
+        v = np.stack([v[order[p][:k2]].mean(axis=0) for p in range(n)])
+    jac = np.array([[1.0 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum() for j in range(nq, n)]
+                    for i in range(nq)])
+    return (1.0 - lam) * jac + lam * d[:nq, nq:]
+
+
+@pytest.mark.parametrize("seed, k1, k2, lam", [(0, 5, 3, 0.3), (1, 6, 1, 0.3), (1, 4, 4, 0.0), (2, 20, 6, 0.5)])
+def test_re_ranking_equals_a_plain_reference(seed, k1, k2, lam):
+    rng = np.random.default_rng(seed)
+    q, g = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(14, 4)).astype(np.float32)
+    x = np.concatenate([q, g]).astype(np.float64)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    stats = {"expanded": 0, "at_two_thirds": 0}
+    want = reference_re_ranking(d, 6, k1, k2, lam, stats)
+    if k1 < 20:   # the example exercises the expansion, including its boundary case (exactly 2/3)
+        assert stats["expanded"] > 0 and stats["at_two_thirds"] > 0
+    got = re_ranking(d[:6, 6:], d[:6, :6], d[6:, 6:], k1=k1, k2=k2, lambda_value=lam)   # the same matrices
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    small = re_ranking(d[:6, 6:], d[:6, :6], d[6:, 6:], k1=k1, k2=k2, lambda_value=lam, chunk_size=3,
+                       max_pairs=7)                                          # chunking never changes results
+    np.testing.assert_allclose(small, got, rtol=0, atol=1e-6)
+    feats = re_ranking(q, g, k1=k1, k2=k2, lambda_value=lam)                 # distances computed in float32
+    np.testing.assert_allclose(feats, want, rtol=0, atol=2e-4)
+    assert np.abs(want - d[:6, 6:]).max() > 0.1 or lam == 1.0               # re-ranking changed the distances
+
+
 def test_re_ranking_refuses_big_inputs():
     q, g = np.zeros((10, 2), np.float32), np.zeros((30, 2), np.float32)
     with pytest.raises(ValueError, match="max_items"):

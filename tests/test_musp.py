@@ -206,6 +206,30 @@ def test_variants(images):
     assert _model(5, value_channels=256, global_from="value")(images)["feats"].shape == (4, 5, 256)
 
 
+@pytest.mark.parametrize("n, attention, reduction", [(3, "softmax", None), (5, "softmax", None),
+                                                      (5, "softmax", "mean"), (4, "sigmoid", None)])
+def test_div_loss_is_eq14_on_the_kept_maps(n, attention, reduction, images):
+    """``aux_losses["loss_div"]`` is eq. (14) on a_1 .. a_{n-1} (the kept maps; the background map
+    of the softmax variant excluded): ``sum_images sum_x prod_k a_k(x)``, computed here from the
+    model's own attention maps."""
+    kw = {} if reduction is None else {"div_reduction": reduction}
+    model = _model(n, attention, div_weight=1.5, **kw).train()
+    with torch.no_grad():
+        model.attn.weight.mul_(4.0)                      # maps far from uniform: products differ
+        got = model(images)["aux_losses"]["loss_div"]
+        maps = model.attention(images)                   # softmax: [B, n, h, w], background last
+    kept = maps[:, : n - 1]
+    per_image = kept.prod(dim=1).sum(dim=(1, 2))         # [B]
+    want = 1.5 * (per_image.mean() if reduction == "mean" else per_image.sum())
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    if attention == "softmax":                           # the background map would change the value
+        with_bg = 1.5 * maps.prod(dim=1).sum(dim=(1, 2))
+        with_bg = with_bg.mean() if reduction == "mean" else with_bg.sum()
+        assert abs(float(with_bg) - float(want)) > 1e-3 * float(want)
+    else:
+        assert maps.shape[1] == n - 1                    # sigmoid: every map is a kept part
+
+
 def test_div_loss_weight(images):
     a = _model(5, div_weight=1.0).train()(images)["aux_losses"]["loss_div"]
     b = _model(5, div_weight=3.0).train()(images)["aux_losses"]["loss_div"]

@@ -9,6 +9,7 @@ from reidlib.models.baseline import StrongBaseline
 from reidlib.models.foreground import ForegroundNet, foreground_loss
 from reidlib.models.part_features import SPANReID
 from reidlib.engine.artifacts import load_span
+from reidlib.losses.span import span_step1_loss
 from reidlib.models.span import SPAN
 
 B, C, D = 4, 7, 32
@@ -135,13 +136,44 @@ def test_part_features_use_masks(x):
     with torch.no_grad():
         ma = torch.zeros(B, 3, 16, 16)
         ma[:, 0, :, :8] = 1.0
+        ma[:, 1, :8, :] = 0.5
         ma[:, 2, :, 8:] = 1.0
         mb = ma.flip(-1)
         oa, ob = m(x, masks=ma), m(x, masks=mb)
     assert torch.allclose(oa["feats"][:, 0], ob["feats"][:, 0])            # global untouched
     assert not torch.allclose(oa["feats"][:, 1], ob["feats"][:, 1])        # front changed
+    assert torch.allclose(oa["feats"][:, 2], ob["feats"][:, 2], atol=1e-5)  # rear mask is symmetric
     assert not torch.allclose(oa["feats"][:, 3], ob["feats"][:, 3])        # side changed
     assert torch.allclose(oa["area_ratios"], ob["area_ratios"])            # same areas
+
+
+def test_each_branch_sees_stage1_times_its_own_mask(x):
+    """Branch i (1 front, 2 rear, 3 side) gets the stage-1 map times mask channel i-1, resized
+    bilinearly to the stage-1 map; branch 0 the plain map. Recomputed branch by branch with three
+    different masks, so exchanging two masks (or branches) changes the features."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(5)
+    m = SPANReID(C, backbone=BK, dim=D).eval()
+    g = torch.Generator().manual_seed(6)
+    masks = torch.rand(B, 3, 16, 16, generator=g)
+    masks[:, 0, :, 8:] = 0.0                     # front on the left, rear on top, side everywhere
+    masks[:, 1, 8:, :] = 0.0
+    with torch.no_grad():
+        out = m(x, masks=masks)
+        f1 = m.stage1(x)                                                   # [B, 256, 4, 4]
+        m1 = F.interpolate(masks, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        inputs = [f1, f1 * m1[:, 0:1], f1 * m1[:, 1:2], f1 * m1[:, 2:3]]
+        want = torch.stack([m.projs[i](m.branches[i](inputs[i]).mean(dim=(2, 3))) for i in range(4)], dim=1)
+        # the features with the front and rear masks exchanged differ in both branches
+        swapped = m(x, masks=masks[:, [1, 0, 2]])["feats"]
+    torch.testing.assert_close(out["feats"], want, rtol=1e-5, atol=1e-5)
+    for i in (1, 2):
+        assert (swapped[:, i] - out["feats"][:, i]).abs().max() > 1e-3
+    # area ratios of the given masks (eq. 4 inputs): AR_i = |M_i|_1 / sum_j |M_j|_1
+    areas = masks.sum(dim=(2, 3))
+    torch.testing.assert_close(out["area_ratios"][:, 1:], areas / areas.sum(1, keepdim=True))
+    torch.testing.assert_close(out["maps"], masks)
 
 
 def test_gradients_reach_stage1(x):
@@ -192,14 +224,6 @@ def test_foreground_net_shapes_and_loss(x):
     assert p.shape == (B, 1, 32, 32) and float(p.min()) >= 0 and float(p.max()) <= 1
 
 
-def _step1_loss():
-    try:
-        from reidlib.losses.span import span_step1_loss
-    except Exception:  # the loss module may not exist yet: fall back to eq. (1) alone
-        return None
-    return span_step1_loss
-
-
 def test_span_optimisation_lowers_loss():
     torch.manual_seed(4)
     x = torch.randn(B, 3, 32, 32)
@@ -207,14 +231,9 @@ def test_span_optimisation_lowers_loss():
     fg = torch.zeros(B, 1, 8, 8)
     fg[:, :, 2:6, 1:7] = 1.0                                     # the "vehicle"
     view_vec = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.float32)
-    loss_fn = _step1_loss()
 
     def loss_of(masks):
-        if loss_fn is not None:
-            out = loss_fn(masks, fg, view_vec)
-            return out[0] if isinstance(out, (tuple, list)) else (out["loss"] if isinstance(out, dict) else out)
-        recon = (view_vec[:, :, None, None] * masks).sum(1, keepdim=True)   # eq. (1)
-        return torch.mean((fg - recon) ** 2)
+        return span_step1_loss(masks, fg, view_vec)[0]            # eq. (6), all three terms
 
     opt = torch.optim.Adam(span.parameters(), lr=1e-3)
     losses = []

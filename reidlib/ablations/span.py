@@ -8,6 +8,7 @@ experiment's design as data, which the notebooks print before anything is traine
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -91,8 +92,8 @@ def _eval_size(study: Study, eval_size: Optional[tuple[int, int]]) -> tuple[int,
     return int(size[0]), int(size[1])
 
 
-def _span_mask_eval(study: Study, span, recs: Sequence, eval_size: Optional[tuple[int, int]] = None
-                    ) -> dict[str, np.ndarray]:
+def _span_mask_eval(study: Study, span, recs: Sequence, eval_size: Optional[tuple[int, int]] = None,
+                    span_size: Optional[int] = None) -> dict[str, np.ndarray]:
     """SPAN's masks on ``recs`` scored both ways: ``{"target": [N, 3], "faces": [N, 3]}`` per-image
     IoU against SPAN's target (:func:`reidlib.metrics.masks.span_target_ious`) and against the
     geometric faces (:func:`reidlib.metrics.masks.part_mask_ious`), at ``eval_size`` (default the
@@ -101,7 +102,7 @@ def _span_mask_eval(study: Study, span, recs: Sequence, eval_size: Optional[tupl
     from reidlib.metrics.masks import part_mask_ious, span_target_ious
     from reidlib.utils.device import resolve_device
 
-    size = tuple(study.prof["input_size"])
+    size = (span_size or study.prof["span_size"],) * 2    # the images at SPAN's input size
     ds = MaskDataset(recs, fg_source="gt", size=size, mask_size=_eval_size(study, eval_size))
     dev = resolve_device(study.device)
     span = span.to(dev).eval()
@@ -220,7 +221,7 @@ def foreground_net(study: Study, seed: Optional[int] = None):
     labelled = [r for r in study.data.train if r.view is not None]
     subset = view_balanced_subset(labelled, study.prof["span_per_view"], seed=seed)
     cfg = study._base("foreground", seed, study.prof["span_iters"])
-    cfg.update({"model.backbone": study.prof["span_backbone"], "foreground.size": study.prof["input_size"][0],
+    cfg.update({"model.backbone": study.prof["span_backbone"], "foreground.size": study.prof["span_size"],
                 "model.weights": study.backbone_weights(study.prof["span_backbone"]),
                 "data.batch_size": study.prof["span_batch"], "foreground.source": "grabcut",
                 "optim.lr": 1e-3, "optim.milestones": []})
@@ -276,24 +277,30 @@ def span_hyperparam_table(study: Study, settings: Mapping[tuple, dict] = SPAN_HY
 #: the settings of SPAN step 1 tried before choosing the profile's (its mask network options and
 #: how its trunk starts); the first is the profile's choice (SPAN's public code + the stand-in)
 SPAN_PILOT_SETTINGS: dict[str, dict] = {
-    "stride 8, transposed decoder, stand-in init": {"options": {"stride": 8, "decoder": "transposed"},
-                                                     "init": "standin"},
-    "stride 8, transposed decoder, random init": {"options": {"stride": 8, "decoder": "transposed"},
-                                                   "init": "random"},
-    "stride 16, bilinear decoder, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
-                                                    "init": "standin"},
-    "stride 16, bilinear decoder, random init": {"options": {"stride": 16, "decoder": "bilinear"},
-                                                  "init": "random"},
+    "stride 8 + transposed, 64 px, stand-in init": {"options": {"stride": 8, "decoder": "transposed"},
+                                                    "size": 64, "init": "standin"},
+    "stride 8 + transposed, 64 px, random init": {"options": {"stride": 8, "decoder": "transposed"},
+                                                  "size": 64, "init": "random"},
+    "stride 16 + bilinear, 128 px, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
+                                                    "size": 128, "init": "standin"},
 }
+
+
+def _seconds_per_iteration(log: Path) -> float:
+    """Mean wall time of one training iteration, from a run's log (``time`` per logged window)."""
+    from reidlib.engine.logging import read_jsonl
+
+    rows = read_jsonl(log)
+    return float(np.mean([r["time"] for r in rows])) if rows else float("nan")
 
 
 def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS, points: int = 4,
                max_images: int = MASK_EVAL_IMAGES) -> pd.DataFrame:
-    """SPAN step 1 (all three losses) under each setting, its masks scored (the target metric)
-    at ``points`` evenly spaced iterations of the profile's schedule. Long format: setting,
-    iteration, front, rear, side, mean IoU. Runs are cached; the run with the profile's own setting
-    is the one the other pages use (its intermediate checkpoints are kept for this page)."""
-    from pathlib import Path
+    """SPAN step 1 (all three losses) under each setting, its masks scored (the target metric, at
+    the profile's input size) at ``points`` evenly spaced iterations of the profile's schedule.
+    Long format: setting, iteration, training minutes (iterations x the run's mean time per
+    iteration), front, rear, side, mean IoU. Runs are cached; the run with the profile's own
+    setting is the one the other pages use."""
 
     from reidlib.engine.artifacts import load_model
     from reidlib.engine.checkpoint import checkpoints_newest_first
@@ -309,16 +316,18 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
         for name, s in settings.items():
             weights = None if s["init"] == "random" else study.backbone_weights(study.prof["span_backbone"])
             cfg = study.span_config(study.seed, **SPAN_LOSS_SWITCHES["full"])
-            cfg.update({"model.kwargs": dict(s["options"]), "model.weights": weights,
+            cfg.update({"model.kwargs": dict(s["options"]), "model.weights": weights, "span.size": s["size"],
                         "train.checkpoint_every": every, "train.keep_last": points})
             span, info = study.cached("span-masks", cfg, lambda c, resume: train_span(c, resume=resume))
             files = [p for p in checkpoints_newest_first(info["out_dir"]) if p.name.startswith("iter_")]
             models = [(int(p.stem.split("_")[1]), load_model(p)[0]) for p in sorted(files)]
             if not any(it == iters for it, _ in models):
                 models.append((iters, span))       # the finished run (checkpoints may be gone)
+            per_iter = _seconds_per_iteration(Path(info["out_dir"]) / "log.jsonl")
             for it, model in models:
-                iou = _span_mask_eval(study, model, recs)["target"]
-                rows.append({"setting": name, "iteration": it, **iou_row(iou)})
+                iou = _span_mask_eval(study, model, recs, span_size=s["size"])["target"]
+                rows.append({"setting": name, "iteration": it, "training minutes": it * per_iter / 60,
+                             **iou_row(iou)})
             if not keep:                          # the training state is not needed any more
                 for p in files:
                     Path(p).unlink(missing_ok=True)

@@ -259,3 +259,27 @@ def summarize(splits: Mapping[str, Sequence[Record]]):
             "with_view": sum(r.view is not None for r in recs),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=["ids", "images", "cameras", "with_view"])
+
+
+def is_int(tok: str) -> bool:
+    """Whether ``tok`` reads as an integer."""
+    try:
+        int(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def check_test_size(dataset: str, root: Path, manifest: Optional[dict], test_size: Any,
+                    official: Sequence[int]) -> int:
+    """``test_size`` as an int, or ConfigError: one of the dataset's ``official`` sizes, or, for a
+    SynthVeRi folder, one of the test lists its manifest records (``test_sizes``)."""
+    from reidlib.errors import ConfigError
+
+    sizes = tuple(official)
+    if manifest is not None and isinstance(manifest.get("test_sizes"), dict):
+        sizes = tuple(sorted(int(k) for k in manifest["test_sizes"]))
+    if int(test_size) not in sizes:
+        where = f" (the test lists of the SynthVeRi folder {root})" if sizes != tuple(official) else ""
+        raise ConfigError(f"{dataset} test_size must be one of {sizes}{where}, got {test_size!r}")
+    return int(test_size)

@@ -31,8 +31,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from reidlib.data._parsing import (DirListing, check_synth_list, iter_lines, require_dir, require_file, summarize,
-                                   synth_manifest, synth_orientations, verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, check_test_size, iter_lines, require_dir,
+                                   require_file, summarize, synth_manifest, synth_orientations,
+                                   verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import ConfigError, DataFormatError
@@ -59,12 +60,7 @@ class VehicleID:
                  verify_images: bool = False):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.manifest = synth_manifest(self.root) if self.root.is_dir() else None
-        sizes = TEST_SIZES
-        if self.manifest is not None and isinstance(self.manifest.get("test_sizes"), dict):
-            sizes = tuple(sorted(int(k) for k in self.manifest["test_sizes"]))
-        if int(test_size) not in sizes:
-            where = f" (the test lists of the SynthVeRi folder {self.root})" if sizes != TEST_SIZES else ""
-            raise ConfigError(f"VehicleID test_size must be one of {sizes}{where}, got {test_size!r}")
+        check_test_size("VehicleID", self.root, self.manifest, test_size, TEST_SIZES)
         _check_trial(trial)
         self.test_size = int(test_size)
         self.seed = int(seed)

@@ -32,8 +32,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from reidlib.data._parsing import (DirListing, check_synth_list, iter_lines, require_dir, require_file,
-                                   summarize, synth_manifest, verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, is_int, iter_lines, require_dir,
+                                   require_file, summarize, synth_manifest, verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import DataFormatError
@@ -143,7 +143,7 @@ class VeRi776:
                 try:
                     nums = [int(f) for f in fields[1:]]
                 except ValueError:
-                    bad = next(f for f in fields[1:] if not _is_int(f))
+                    bad = next(f for f in fields[1:] if not is_int(f))
                     raise DataFormatError(kp_path, f"non-integer field {bad!r}", line=no,
                                           expected=KEYPOINT_FORM) from None
                 orient = nums[-1]
@@ -181,7 +181,7 @@ class VeRi776:
         for no, line in iter_lines(path, skip_blank=False):
             row = []
             for tok in line.split():
-                if not _is_int(tok):
+                if not is_int(tok):
                     raise DataFormatError(path, f"non-integer index {tok!r}", line=no, expected=INDEX_FORM)
                 v = int(tok)
                 if not 1 <= v <= n_gal:
@@ -230,11 +230,3 @@ class VeRi776:
     def __repr__(self) -> str:
         return (f"VeRi776(root={str(self.root)!r}, train={len(self.train)}, query={len(self.query)}, "
                 f"gallery={len(self.gallery)})")
-
-
-def _is_int(tok: str) -> bool:
-    try:
-        int(tok)
-    except ValueError:
-        return False
-    return True

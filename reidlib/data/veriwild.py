@@ -27,11 +27,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidlib.data._parsing import (DirListing, check_synth_list, first_existing, iter_lines, require_dir, summarize,
-                                   synth_manifest, synth_orientations, verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, check_test_size, first_existing, is_int,
+                                   iter_lines, require_dir, summarize, synth_manifest, synth_orientations,
+                                   verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
-from reidlib.errors import ConfigError, DataFormatError
+from reidlib.errors import DataFormatError
 
 TEST_SIZES = (3000, 5000, 10000)
 LINE_FORM = "vid/imgid (e.g. 00001/000001; images/<vid>/<imgid>.jpg must exist)"
@@ -55,12 +56,7 @@ class VERIWild:
     def __init__(self, root: str | os.PathLike, test_size: int = 3000, verify_images: bool = False):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.manifest = synth_manifest(self.root) if self.root.is_dir() else None
-        sizes = TEST_SIZES
-        if self.manifest is not None and isinstance(self.manifest.get("test_sizes"), dict):
-            sizes = tuple(sorted(int(k) for k in self.manifest["test_sizes"]))
-        if int(test_size) not in sizes:
-            where = f" (the test lists of the SynthVeRi folder {self.root})" if sizes != TEST_SIZES else ""
-            raise ConfigError(f"VERI-Wild test_size must be one of {sizes}{where}, got {test_size!r}")
+        check_test_size("VERI-Wild", self.root, self.manifest, test_size, TEST_SIZES)
         self.test_size = int(test_size)
         require_dir(self.root, "the VERI-Wild root folder (images/, train_test_split/)")
         img_dir = require_dir(self.root / "images", "the VERI-Wild image folder images/<vid>/<imgid>.jpg")
@@ -111,15 +107,9 @@ def _is_header(line: str) -> bool:
     key = _split_key(fields[0].strip())
     if key is not None and key[1].isdigit():
         return False
-    return not (len(fields) > 1 and _is_int(fields[1].strip()))
+    return not (len(fields) > 1 and is_int(fields[1].strip()))
 
 
-def _is_int(tok: str) -> bool:
-    try:
-        int(tok)
-    except ValueError:
-        return False
-    return True
 
 
 def _read_vehicle_info(path: Path) -> dict[str, int]:

@@ -263,7 +263,7 @@ def span_loss_options(cfg: Config) -> dict:
     s = cfg.span
     return dict(lambda_recon=s.lambda_recon, lambda_area=s.lambda_area, lambda_div=s.lambda_div,
                 use_recon=s.use_recon, use_area=s.use_area, use_div=s.use_div, area_mode=s.area_mode,
-                a=s.a, margins=(0.0, s.margin, s.margin))
+                a=s.a, margins=(0.0, s.margin, s.margin), area_reduction=s.area_reduction)
 
 
 class SpanStep(torch.nn.Module):

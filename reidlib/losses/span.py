@@ -121,13 +121,18 @@ def max_area_table(view: Union[torch.Tensor, Sequence], mode: str = "paper", a: 
     return table
 
 
-def area_constraint_loss(masks: torch.Tensor, fg: torch.Tensor, max_area: torch.Tensor) -> torch.Tensor:
+def area_constraint_loss(masks: torch.Tensor, fg: torch.Tensor, max_area: torch.Tensor,
+                         reduction: str = "sum") -> torch.Tensor:
     """Area constraint loss, SPAN eq. (2): ``sum_i [ ||M_i||_1 / ||V||_1 - a_{l,i} ]_+``, batch mean.
 
     ``||.||_1`` is the sum of all elements (masks are non-negative). ``max_area [B, 3]`` holds the
     caps ``a_{l,i}`` (see :func:`max_area_table`). Guard: ``||V||_1`` is floored at one pixel, so an
     empty foreground penalises any predicted mask area instead of dividing by zero.
+    ``reduction`` over the three parts: ``"sum"`` (eq. 2 as written) or ``"mean"`` (SPAN's public
+    code averages over batch *and* parts, a third of the sum).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     _check_masks(masks)
     v = _fg_like(fg, masks)                                          # [B, h, w]
     cap = torch.as_tensor(max_area, device=masks.device).to(masks.dtype)
@@ -136,7 +141,8 @@ def area_constraint_loss(masks: torch.Tensor, fg: torch.Tensor, max_area: torch.
     area = masks.abs().sum(dim=(2, 3))                               # [B, 3]  ||M_i||_1
     fg_area = v.abs().sum(dim=(1, 2)).clamp_min(_FG_FLOOR)           # [B]     ||V||_1
     ratio = area / fg_area[:, None]                                  # [B, 3]
-    return F.relu(ratio - cap).sum(dim=1).mean()
+    per_part = F.relu(ratio - cap)                                   # [B, 3]
+    return (per_part.sum(dim=1) if reduction == "sum" else per_part.mean(dim=1)).mean()
 
 
 def _margins(margins) -> torch.Tensor:
@@ -186,7 +192,8 @@ def span_step1_loss(masks: torch.Tensor, fg: torch.Tensor, view_vec: torch.Tenso
                     lambda_recon: float = 1.0, lambda_area: float = 0.5, lambda_div: float = 1.0,
                     use_recon: bool = True, use_area: bool = True, use_div: bool = True,
                     area_mode: str = "paper", a: float = 0.7, margins=None,
-                    max_area: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+                    max_area: Optional[torch.Tensor] = None,
+                    area_reduction: str = "sum") -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """SPAN step-1 objective, eq. (6): ``l_recon L_recon + l_area L_area + l_div L_div``.
 
     Defaults are the paper's (Sec. 4.1): ``lambda_recon = lambda_div = 1``, ``lambda_area = 0.5``.
@@ -207,7 +214,7 @@ def span_step1_loss(masks: torch.Tensor, fg: torch.Tensor, view_vec: torch.Tenso
     if use_area:
         cap = max_area if max_area is not None else max_area_table(
             torch.as_tensor(view_vec).to(masks.device), mode=area_mode, a=a)
-        t = area_constraint_loss(masks, fg, cap)
+        t = area_constraint_loss(masks, fg, cap, reduction=area_reduction)
         total = total + lambda_area * t
         terms["area"] = t.detach()
     if use_div:

@@ -56,6 +56,7 @@ import torch
 
 from reidlib.metrics.distance import distance_rows, num_rows, slice_rows
 from reidlib.metrics.pairwise import check_chunk_size, to_numpy
+from reidlib.utils.optional import optional_attr
 
 __all__ = ["RankResult", "evaluate_rank", "evaluate_features"]
 
@@ -199,19 +200,9 @@ class _Workspace:
 
 
 BACKENDS = ("auto", "numba", "numpy")
-_KERNEL: Any = None
-
-
 def _compiled_kernel():
     """The numba kernel (``reidlib.metrics._rank_kernel.count_before``), or None without numba."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            from reidlib.metrics._rank_kernel import count_before
-        except ImportError:
-            count_before = False
-        _KERNEL = count_before
-    return _KERNEL or None
+    return optional_attr("reidlib.metrics._rank_kernel", "count_before")
 
 
 def resolve_backend(backend: str = "auto") -> str:
