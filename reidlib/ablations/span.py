@@ -274,15 +274,15 @@ def span_hyperparam_table(study: Study, settings: Mapping[tuple, dict] = SPAN_HY
 # the pilot: why the profile's SPAN step 1 is what it is
 # ------------------------------------------------------------------------------------------------
 
-#: the settings of SPAN step 1 tried before choosing the profile's (its mask network options and
-#: how its trunk starts); the first is the profile's choice (SPAN's public code + the stand-in)
+#: the settings of SPAN step 1 tried before choosing the ``cpu`` profile's (its mask network options,
+#: input size and how its trunk starts); the first is the profile's choice
 SPAN_PILOT_SETTINGS: dict[str, dict] = {
+    "stride 16 + bilinear, 128 px, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
+                                                    "size": 128, "init": "standin"},
     "stride 8 + transposed, 64 px, stand-in init": {"options": {"stride": 8, "decoder": "transposed"},
                                                     "size": 64, "init": "standin"},
     "stride 8 + transposed, 64 px, random init": {"options": {"stride": 8, "decoder": "transposed"},
                                                   "size": 64, "init": "random"},
-    "stride 16 + bilinear, 128 px, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
-                                                    "size": 128, "init": "standin"},
 }
 
 
