@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from reidlib.study import Study, Variant
+from reidlib.utils.io import atomic_path
 
 __all__ = ["SPAN_LOSS_SWITCHES", "SPAN_LOSS_VARIANTS", "SPAN_AGGREGATION_VARIANTS", "SPAN_HYPERPARAMS",
            "span_masks_table", "span_mask_ious", "iou_row", "foreground_net", "foreground_quality",
@@ -319,15 +320,24 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
             cfg.update({"model.kwargs": dict(s["options"]), "model.weights": weights, "span.size": s["size"],
                         "train.checkpoint_every": every, "train.keep_last": points})
             span, info = study.cached("span-masks", cfg, lambda c, resume: train_span(c, resume=resume))
+            # The curve is kept beside the run: once the intermediate checkpoints are deleted, a
+            # later call reads it instead of scoring the finished model alone.
+            curve_file = Path(info["out_dir"]) / f"mask_curve-{len(recs)}images-{points}points.csv"
             files = [p for p in checkpoints_newest_first(info["out_dir"]) if p.name.startswith("iter_")]
-            models = [(int(p.stem.split("_")[1]), load_model(p)[0]) for p in sorted(files)]
-            if not any(it == iters for it, _ in models):
-                models.append((iters, span))       # the finished run (checkpoints may be gone)
-            per_iter = _seconds_per_iteration(Path(info["out_dir"]) / "log.jsonl")
-            for it, model in models:
-                iou = _span_mask_eval(study, model, recs, span_size=s["size"])["target"]
-                rows.append({"setting": name, "iteration": it, "training minutes": it * per_iter / 60,
-                             **iou_row(iou)})
+            if curve_file.exists():
+                curve = pd.read_csv(curve_file)
+            else:
+                models = [(int(p.stem.split("_")[1]), load_model(p)[0]) for p in sorted(files)]
+                if not any(it == iters for it, _ in models):
+                    models.append((iters, span))       # the finished run
+                per_iter = _seconds_per_iteration(Path(info["out_dir"]) / "log.jsonl")
+                curve = pd.DataFrame([{"iteration": it, "training minutes": it * per_iter / 60,
+                                       **iou_row(_span_mask_eval(study, model, recs, span_size=s["size"])["target"])}
+                                      for it, model in models])
+                if len(curve) > 1:                     # a complete curve (not one re-scored end point)
+                    with atomic_path(curve_file) as tmp:
+                        curve.to_csv(tmp, index=False)
+            rows.extend({"setting": name, **r} for r in curve.to_dict(orient="records"))
             if not keep:                          # the training state is not needed any more
                 for p in files:
                     Path(p).unlink(missing_ok=True)
