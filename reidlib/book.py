@@ -48,6 +48,19 @@ def _copy_figure_metadata(template_path: Path, nb) -> None:
             cell.metadata["mystnb"] = meta[cell.source]
 
 
+def _final_results_dir(source: str, executed: Path) -> str:
+    """The injected ``results_dir`` line as the reader can use it: the runner executes each notebook
+    in a temporary folder (``results/<profile>/.<name>.run-<pid>-<time>/<name>``, an absolute path
+    of the machine that ran it) and moves the folder into place when the run succeeds; the book
+    shows that final place, relative to the repository, and says so."""
+    import re
+
+    final = f"results/{executed.parent.name}/{executed.stem}"
+    pattern = re.compile(r'^results_dir = (["\']).*?\1$', re.M)
+    return pattern.sub(f"# (run in a temporary folder, moved here when it finished)\n"
+                       f'results_dir = "{final}"', source)
+
+
 def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list[Path]:
     import nbformat
 
@@ -72,6 +85,8 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
             tags = cell.metadata.get("tags", [])
             if "injected-parameters" in tags or "parameters" in tags:
                 cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
+            if "injected-parameters" in tags:
+                cell.source = _final_results_dir(cell.source, src)
         dst = GENERATED / f"{name}.ipynb"
         with atomic_path(dst, suffix=".ipynb") as tmp:
             nbformat.write(nb, str(tmp))

@@ -219,3 +219,16 @@ def test_every_notebook_follows_the_contract():
         assert params["device"] == "auto", name
         nb = nbformat.read(str(ROOT / "notebooks" / f"{name}.ipynb"), as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: commit without outputs"
+
+
+def test_the_book_shows_where_a_run_was_moved_not_its_temporary_folder():
+    """The runner executes in ``results/<profile>/.<name>.run-*/``: the book's copy of the injected
+    parameters names the folder the results live in, and says it was moved there."""
+    from reidlib.book import _final_results_dir
+
+    injected = ('# Parameters\nprofile = "cpu"\n'
+                'results_dir = "/home/u/reid/results/cpu/.span_pilot.run-12-34/span_pilot"\nseed = 0\n')
+    shown = _final_results_dir(injected, Path("/anywhere/results/cpu/span_pilot.ipynb"))
+    assert 'results_dir = "results/cpu/span_pilot"' in shown
+    assert ".run-" not in shown and "/home/u" not in shown
+    assert 'profile = "cpu"' in shown and "seed = 0" in shown and "moved here" in shown
