@@ -1,7 +1,7 @@
 """Training throughput against the compute limit, and fp32 vs bf16, measured in one run.
 
     .venv/bin/python benchmarks/bench_train.py [--profile cpu] [--iters 20] [--models baseline musp span]
-                                               [--accuracy-iters 150] [--loader auto]
+                                               [--accuracy-iters 150] [--loader auto] [--compile]
 
 For each re-ID model at the profile's settings (input size, backbone, P x K batch), images/s of
 
@@ -15,6 +15,10 @@ Then a short training run of the baseline in each precision from the same seed, 
 same test queries, with the paired bootstrap interval of the mAP difference: the precision switch
 should change speed, not conclusions (criterion: the interval contains 0, and |difference| is
 smaller than the run-to-run spread of two fp32 seeds).
+
+``--compile``: the compute limit again with the model under ``torch.compile`` (inductor), its
+first-call compile time and its speed-up over eager, in each precision; the engine keeps eager mode
+unless this shows a clear win.
 
 Timings interleave the conditions (real, limit, real, limit, ...) and report medians, since the
 machine is shared. Prints the profile's settings and torch's thread count with the numbers.
@@ -100,6 +104,41 @@ def throughput(profile: str, models, iters: int, loader: str, repeats: int = 3) 
     return rows
 
 
+def compiled(profile: str, models, iters: int, repeats: int = 3) -> list[dict]:
+    """The compute limit under ``torch.compile`` against eager, same model and batch."""
+    from reidlib.engine.trainer import resolve_amp
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        study = _study(profile, tmp)
+        amps = ["off"] + (["bf16"] if resolve_amp("auto", torch.device("cpu")) is not None else [])
+        for model in models:
+            for amp in amps:
+                trainer, cfg = _trainer(study, model, amp, iters, "auto", tmp)
+                batch = next(iter(trainer.loader))
+                bs = cfg.data.p * cfg.data.k
+                _time_limit(trainer, batch, 2)
+                eager = trainer._train_model
+                t0 = time.perf_counter()
+                trainer._train_model = torch.compile(eager)
+                _time_limit(trainer, batch, 2)             # the compile happens here
+                first = time.perf_counter() - t0
+                e, c = [], []
+                for _ in range(repeats):
+                    trainer._train_model = eager
+                    e.append(_time_limit(trainer, batch, iters))
+                    trainer._train_model = torch.compile(eager)  # cached graph: no recompilation
+                    c.append(_time_limit(trainer, batch, iters))
+                trainer._train_model = eager
+                em, cm = statistics.median(e), statistics.median(c)
+                rows.append({"model": model, "precision": trainer.precision, "eager img/s": bs / em,
+                             "compiled img/s": bs / cm, "speed-up": em / cm, "compile s": first})
+                print(f"  {model:8s} {trainer.precision:28s} eager {bs / em:7.1f} img/s   compiled "
+                      f"{bs / cm:7.1f} img/s   {em / cm:.2f}x   (first call {first:.0f} s)", flush=True)
+    return rows
+
+
 def accuracy(profile: str, iters: int) -> dict:
     """Baseline trained ``iters`` iterations in fp32 (seeds 0 and 1) and bf16 (seed 0)."""
     from reidlib import per_query
@@ -131,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["baseline", "musp", "span"])
     ap.add_argument("--loader", default="auto", choices=["auto", "cache", "files"])
     ap.add_argument("--accuracy-iters", type=int, default=150, help="0 skips the fp32 vs bf16 accuracy run")
+    ap.add_argument("--compile", action="store_true", help="also time the compute limit under torch.compile")
     args = ap.parse_args(argv)
 
     from reidlib.profiles import get_profile
@@ -149,6 +189,9 @@ def main(argv=None) -> int:
     for r in rows:
         if r["precision"].startswith("bf16"):
             print(f"  {r['model']}: bf16 real loop {r['real img/s'] / base[r['model']]:.2f}x fp32")
+    if args.compile:
+        print("torch.compile (inductor) on the compute limit:")
+        compiled(args.profile, args.models, args.iters, args.repeats)
     if args.accuracy_iters:
         acc = accuracy(args.profile, args.accuracy_iters)
         if acc:
