@@ -299,6 +299,16 @@ def scan(browser, origin: Origin, pages: list[Path], args) -> dict:
             failures[current["page"]].append(("missing", f"{resp.request.resource_type} {rel(f)}: {why}"))
             reported_urls[current["page"]].add(resp.url)
 
+    def new_context():
+        """A fresh, offline (file://) or local-only (http) browser context with the request hooks."""
+        context = browser.new_context(viewport={"width": args.width, "height": args.height},
+                                      offline=origin.via == "file", service_workers="block")
+        context.route("**/*", route)
+        context.on("request", on_request)
+        context.on("requestfailed", on_failed)
+        context.on("response", on_response)
+        return context
+
     def on_console(msg):
         if msg.type == "error":
             loc = msg.location or {}
@@ -319,12 +329,7 @@ def scan(browser, origin: Origin, pages: list[Path], args) -> dict:
             continue
         # A fresh profile per page: every page is a reader's first visit (no localStorage, no cache).
         # file://: the context is offline too; http: only the local server answers (route below).
-        context = browser.new_context(viewport={"width": args.width, "height": args.height},
-                                      offline=origin.via == "file", service_workers="block")
-        context.route("**/*", route)
-        context.on("request", on_request)
-        context.on("requestfailed", on_failed)
-        context.on("response", on_response)
+        context = new_context()
         context.on("websocket", lambda ws: failures[current["page"]].append(("request", f"websocket {ws.url}")))
         page = context.new_page()
         page.on("console", on_console)
@@ -375,12 +380,7 @@ def scan(browser, origin: Origin, pages: list[Path], args) -> dict:
         term = search_term(root / "searchindex.js")
         key = "search.html"
         current["page"] = key
-        context = browser.new_context(viewport={"width": args.width, "height": args.height},
-                                      offline=origin.via == "file", service_workers="block")
-        context.route("**/*", route)
-        context.on("request", on_request)
-        context.on("requestfailed", on_failed)
-        context.on("response", on_response)
+        context = new_context()
         page = context.new_page()
         page.on("console", on_console)
         page.on("pageerror", lambda e: failures[key].append(("console", f"uncaught: {e}")))

@@ -283,6 +283,17 @@ class SpanStep(torch.nn.Module):
         return total, {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in terms.items()}
 
 
+def _start_task(cfg: Any, resume: bool, dotted: dict, model_name: str, task: str) -> Config:
+    """:func:`start_run` for a task that trains one kind of model: ``model.name`` defaults to it and
+    any other name is refused."""
+    if cfg is None and "model.name" not in dotted:
+        dotted["model.name"] = model_name
+    cfg = start_run(cfg, resume, **dotted)
+    if cfg.model.name != model_name:
+        raise ConfigError(f"{task} needs model.name {model_name!r}, got {cfg.model.name!r}")
+    return cfg
+
+
 def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: Any = None,
                train_set: Optional[torch.utils.data.Dataset] = None, resume: bool = False,
                progress: Optional[bool] = None, **dotted) -> RunResult:
@@ -299,11 +310,7 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
     from reidlib.models.span import SPAN, native_mask_stride
 
     t0 = time.perf_counter()
-    if cfg is None and "model.name" not in dotted:
-        dotted["model.name"] = "span-masks"
-    cfg = start_run(cfg, resume, **dotted)
-    if cfg.model.name != "span-masks":
-        raise ConfigError(f"train_span needs model.name 'span-masks', got {cfg.model.name!r}")
+    cfg = _start_task(cfg, resume, dotted, "span-masks", "train_span")
     mask_size = (cfg.span.mask_size, cfg.span.mask_size) if cfg.span.mask_size else None
     kwargs = {"backbone": cfg.model.backbone, "weights": cfg.model.weights, **cfg.model.kwargs}
     if mask_size is not None:
@@ -351,11 +358,7 @@ def train_foreground(cfg: Any = None, *, records: Optional[Sequence] = None, dat
     from reidlib.models.foreground import ForegroundNet, foreground_loss
 
     t0 = time.perf_counter()
-    if cfg is None and "model.name" not in dotted:
-        dotted["model.name"] = "foreground"
-    cfg = start_run(cfg, resume, **dotted)
-    if cfg.model.name != "foreground":
-        raise ConfigError(f"train_foreground needs model.name 'foreground', got {cfg.model.name!r}")
+    cfg = _start_task(cfg, resume, dotted, "foreground", "train_foreground")
     if records is None:
         records = dataset_of(cfg, dataset).train
     # MaskDataset wants a view class; the foreground task does not use it
