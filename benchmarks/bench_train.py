@@ -81,7 +81,6 @@ def throughput(profile: str, models, iters: int, loader: str, repeats: int = 3) 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         study = _study(profile, tmp)
-        p = study.prof
         amps = ["off"] + (["bf16"] if resolve_amp("auto", torch.device("cpu")) is not None else [])
         for model in models:
             for amp in amps:

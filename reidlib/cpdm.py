@@ -54,6 +54,8 @@ MIN_TILE_COLS = 256
 
 #: implementations of the inference tiles' element-wise work (see :func:`resolve_backend`)
 BACKENDS = ("auto", "numba", "torch")
+
+
 def _compiled_kernel():
     """The numba tile kernel (``reidlib.metrics._cpdm_kernel.cpdm_tile``), or None without numba."""
     return optional_attr("reidlib.metrics._cpdm_kernel", "cpdm_tile")

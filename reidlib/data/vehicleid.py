@@ -60,9 +60,8 @@ class VehicleID:
                  verify_images: bool = False):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.manifest = synth_manifest(self.root) if self.root.is_dir() else None
-        check_test_size("VehicleID", self.root, self.manifest, test_size, TEST_SIZES)
+        self.test_size = check_test_size("VehicleID", self.root, self.manifest, test_size, TEST_SIZES)
         _check_trial(trial)
-        self.test_size = int(test_size)
         self.seed = int(seed)
         require_dir(self.root, "the VehicleID root folder (image/, train_test_split/)")
         img_dir = require_dir(self.root / "image", "the VehicleID image folder image/<imgid>.jpg")

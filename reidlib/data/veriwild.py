@@ -56,8 +56,7 @@ class VERIWild:
     def __init__(self, root: str | os.PathLike, test_size: int = 3000, verify_images: bool = False):
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.manifest = synth_manifest(self.root) if self.root.is_dir() else None
-        check_test_size("VERI-Wild", self.root, self.manifest, test_size, TEST_SIZES)
-        self.test_size = int(test_size)
+        self.test_size = check_test_size("VERI-Wild", self.root, self.manifest, test_size, TEST_SIZES)
         require_dir(self.root, "the VERI-Wild root folder (images/, train_test_split/)")
         img_dir = require_dir(self.root / "images", "the VERI-Wild image folder images/<vid>/<imgid>.jpg")
 
@@ -108,8 +107,6 @@ def _is_header(line: str) -> bool:
     if key is not None and key[1].isdigit():
         return False
     return not (len(fields) > 1 and is_int(fields[1].strip()))
-
-
 
 
 def _read_vehicle_info(path: Path) -> dict[str, int]:

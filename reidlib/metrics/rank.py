@@ -200,6 +200,8 @@ class _Workspace:
 
 
 BACKENDS = ("auto", "numba", "numpy")
+
+
 def _compiled_kernel():
     """The numba kernel (``reidlib.metrics._rank_kernel.count_before``), or None without numba."""
     return optional_attr("reidlib.metrics._rank_kernel", "count_before")
