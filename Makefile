@@ -32,12 +32,12 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m reidlib.book prepare
+	$(PY) -m reidlib.runner.book prepare
 	$(VENV)/bin/jupyter-book build . --path-output . $(BOOKFLAGS)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 book-strict: $(STAMP)
-	$(PY) -m reidlib.book prepare
+	$(PY) -m reidlib.runner.book prepare
 	$(VENV)/bin/jupyter-book build . --path-output . -W -n --keep-going --all
 
 # The built book as a reader gets it: every page of _build/html opened in headless Chromium with the
@@ -80,7 +80,7 @@ test: unit nbval book-strict
 # JOBS notebooks at a time: one per GPU (CUDA_VISIBLE_DEVICES), at most one per CPU core; the
 # summary notebook runs last. JOBS=1: one after the other, stopping at the first failure.
 reproduce: $(STAMP)
-	$(PY) -m reidlib.experiments reproduce --profile $(PROFILE) --jobs $(JOBS) $(NOTEBOOKS)
+	$(PY) -m reidlib.runner reproduce --profile $(PROFILE) --jobs $(JOBS) $(NOTEBOOKS)
 
 bench: $(STAMP)
 	set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done

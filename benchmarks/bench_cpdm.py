@@ -6,7 +6,7 @@ ways: ``torch.cdist`` and our matrix-product :func:`reidlib.metrics.pairwise.euc
 The ratio is taken against the faster of the two (the stricter comparison).
 Goal: ``cpdm <= 1.2 x plain`` (median wall time) for the default, true-Euclidean CPDM (SPAN eq. 5).
 
-CPDM is timed with both implementations of its inference tiles (:func:`reidlib.cpdm.resolve_backend`):
+CPDM is timed with both implementations of its inference tiles (:func:`reidlib.metrics.cpdm.resolve_backend`):
 ``cpdm`` = the default (the compiled numba kernel when numba is installed) and ``cpdm_torch`` =
 the torch element-wise ops (the implementation before the kernel, and the fallback without
 numba): the before / after of the kernel, measured in the same run. The largest difference between
@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from reidlib.cpdm import area_ratios, cpdm_distance, resolve_backend  # noqa: E402
+from reidlib.metrics.cpdm import area_ratios, cpdm_distance, resolve_backend  # noqa: E402
 from reidlib.metrics.distance import build_distance  # noqa: E402
 from reidlib.metrics.pairwise import euclidean_distance  # noqa: E402
 

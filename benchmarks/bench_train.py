@@ -140,9 +140,9 @@ def compiled(profile: str, models, iters: int, repeats: int = 3) -> list[dict]:
 
 def accuracy(profile: str, iters: int) -> dict:
     """Baseline trained ``iters`` iterations in fp32 (seeds 0 and 1) and bf16 (seed 0)."""
-    from reidlib import per_query
+    from reidlib.claims import per_query
     from reidlib.engine.trainer import resolve_amp
-    from reidlib.stats import paired_bootstrap
+    from reidlib.claims.stats import paired_bootstrap
 
     if resolve_amp("auto", torch.device("cpu")) is None:
         return {}
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="also time the compute limit under torch.compile")
     args = ap.parse_args(argv)
 
-    from reidlib.profiles import get_profile
+    from reidlib.study.profiles import get_profile
     from reidlib.utils.device import cpu_bf16_supported, device_name
 
     prof = get_profile(args.profile)

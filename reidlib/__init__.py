@@ -1,6 +1,6 @@
 """reidlib: a reproducible companion to two part-aware vehicle re-ID papers.
 
-* SPAN + CPDM (Chen et al., ECCV 2020): :mod:`reidlib.models.span`, :mod:`reidlib.cpdm`.
+* SPAN + CPDM (Chen et al., ECCV 2020): :mod:`reidlib.models.span`, :mod:`reidlib.metrics.cpdm`.
 * MUSP (Lee, Woo, Lee): :mod:`reidlib.models.musp`.
 
 Sub-packages follow torchreid's split: ``data`` (datasets, SynthVeRi, samplers), ``models``,

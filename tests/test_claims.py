@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reidlib import per_query
-from reidlib.checks import check_table, check_verdicts
-from reidlib.claims import CLAIMS, claims_for, compare_with_paper, evaluate_claims, summary_table
-from reidlib.stats import (Interval, bootstrap_interval, combine_verdicts, contrast, paired_bootstrap,
+from reidlib.claims import per_query
+from reidlib.claims.checks import check_table, check_verdicts
+from reidlib.claims.verdicts import CLAIMS, claims_for, compare_with_paper, evaluate_claims, summary_table
+from reidlib.claims.stats import (Interval, bootstrap_interval, combine_verdicts, contrast, paired_bootstrap,
                            verdict)
 
 

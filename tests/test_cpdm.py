@@ -1,10 +1,10 @@
-"""CPDM (SPAN eqs. 4-5, MUSP eqs. 9-10) of reidlib.cpdm, and the named distances built on it."""
+"""CPDM (SPAN eqs. 4-5, MUSP eqs. 9-10) of reidlib.metrics.cpdm, and the named distances built on it."""
 import math
 
 import pytest
 import torch
 
-from reidlib.cpdm import area_ratios, cpdm_distance
+from reidlib.metrics.cpdm import area_ratios, cpdm_distance
 from reidlib.metrics.distance import build_distance
 from reidlib.metrics.pairwise import cosine_distance, euclidean_distance
 from reidlib.errors import ConfigError
@@ -135,7 +135,7 @@ def test_chunked_equals_unchunked(g, squared):
 @pytest.mark.parametrize("g", [None, 0.5])
 @pytest.mark.parametrize("squared", [False, True])
 def test_column_tiles_equal_one_block(monkeypatch, g, squared):
-    import reidlib.cpdm as cpdm_mod
+    import reidlib.metrics.cpdm as cpdm_mod
     fa, ra, fb, rb = random_inputs(9, 23, 4, 5, seed=11)
     full = cpdm_distance(fa, ra, fb, rb, squared=squared, global_weight=g, chunk_size=0)
     monkeypatch.setattr(cpdm_mod, "MIN_TILE_COLS", 2)
@@ -324,7 +324,7 @@ def test_nan_features_give_nan_distances(g):
 
 
 def test_backend_resolution(monkeypatch):
-    import reidlib.cpdm as cpdm_mod
+    import reidlib.metrics.cpdm as cpdm_mod
     monkeypatch.delenv("REIDLIB_CPDM_BACKEND")
     assert cpdm_mod.resolve_backend("torch") == "torch"
     assert cpdm_mod.resolve_backend("auto") == "numba"                  # numba is in the lock

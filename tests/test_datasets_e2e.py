@@ -79,11 +79,11 @@ def test_veriwild_camera_rule(layouts, model):
 def test_a_book_page_in_veriwild_layout(tmp_path):
     """The MUSP Table 7 notebook under the smoke profile on SynthVeRi in VERI-Wild's layout: the
     runner validates the parameter, the page runs its own checks, the results record the dataset."""
-    from reidlib import experiments
+    from reidlib import runner
 
-    with pytest.raises(experiments.ExperimentError, match="dataset='market'"):
-        experiments.run("musp_activation", "smoke", {"dataset": "market"}, results_root=tmp_path)
-    rec = experiments.run("musp_activation", "smoke", {"dataset": "veriwild", "test_size": 3000},
+    with pytest.raises(runner.ExperimentError, match="dataset='market'"):
+        runner.run("musp_activation", "smoke", {"dataset": "market"}, results_root=tmp_path)
+    rec = runner.run("musp_activation", "smoke", {"dataset": "veriwild", "test_size": 3000},
                           results_root=tmp_path)
     assert rec["parameters"]["dataset"] == "veriwild"
     assert (tmp_path / "smoke" / "musp_activation" / "per_query.npz").is_file()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import reidlib.cpdm as cpdm_mod
+import reidlib.metrics.cpdm as cpdm_mod
 import reidlib.metrics as metrics_pkg
 from reidlib.errors import ConfigError
 from reidlib.metrics import distance as distance_mod
@@ -126,7 +126,7 @@ def test_area_ratios_required_for_cpdm_names():
 
 
 # ---------------------------------------------------------------------------------------------
-# one home: no distance left in reidlib.cpdm; lazy exports; layering
+# one home: no distance left in reidlib.metrics.cpdm; lazy exports; layering
 # ---------------------------------------------------------------------------------------------
 def test_one_home_per_concept():
     for gone in ("build_distance", "Distance", "DISTANCES", "euclidean_distance", "cosine_distance"):

@@ -393,7 +393,7 @@ def _marks(marks: Path) -> dict:
 
 
 def test_reproduce_spreads_notebooks_over_gpus_and_runs_the_summary_last(tmp_path, monkeypatch):
-    from reidlib.experiments import reproduce
+    from reidlib.runner import reproduce
 
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(k, raising=False)
@@ -415,7 +415,7 @@ def test_reproduce_spreads_notebooks_over_gpus_and_runs_the_summary_last(tmp_pat
 
 
 def test_reproduce_on_cpu_caps_jobs_at_the_cores_and_one_job_is_the_plain_loop(tmp_path):
-    from reidlib.experiments import job_slots, reproduce
+    from reidlib.runner import job_slots, reproduce
 
     assert len(job_slots(8, [], cores=2)) == 2 and all("CUDA_VISIBLE_DEVICES" not in s for s in job_slots(8, [], 2))
     assert job_slots(1, ["0", "1"], cores=8) == [{}]                   # JOBS=1: the environment as it is
@@ -426,7 +426,7 @@ def test_reproduce_on_cpu_caps_jobs_at_the_cores_and_one_job_is_the_plain_loop(t
 
 
 def test_reproduce_reports_a_failed_notebook_and_skips_the_summary(tmp_path):
-    from reidlib.experiments import reproduce
+    from reidlib.runner import reproduce
 
     nb, marks, command = _fake_notebooks(tmp_path, ["a", "bad", "c", "summary"])
     res = reproduce("cpu", jobs=1, notebooks_dir=nb, gpus=[], cores=2, command=command, log=lambda _: None)
@@ -439,14 +439,15 @@ def test_reproduce_reports_a_failed_notebook_and_skips_the_summary(tmp_path):
 
 
 def test_reproduce_cli_names_the_failed_notebook(tmp_path, capsys, monkeypatch):
-    from reidlib import experiments
+    from reidlib import runner
+    from reidlib.runner import cli
 
     nb, _, command = _fake_notebooks(tmp_path, ["a", "bad", "summary"])
-    real = experiments.reproduce
-    monkeypatch.setattr(experiments, "reproduce",
+    real = runner.reproduce
+    monkeypatch.setattr(cli, "reproduce",
                         lambda *a, **k: real(*a, **{**k, "command": command, "gpus": [], "log": lambda _: None}))
-    rc = experiments.main(["reproduce", "--profile", "cpu", "--notebooks-dir", str(nb)])
+    rc = runner.main(["reproduce", "--profile", "cpu", "--notebooks-dir", str(nb)])
     assert rc == 1
     assert capsys.readouterr().err.strip() == "error: reproduce [cpu]: failed: bad (exit 3); not run: summary"
-    with pytest.raises(experiments.ExperimentError, match="no notebook"):
-        experiments.reproduce("cpu", names=["missing"], notebooks_dir=nb, command=command)
+    with pytest.raises(runner.ExperimentError, match="no notebook"):
+        runner.reproduce("cpu", names=["missing"], notebooks_dir=nb, command=command)

@@ -19,12 +19,12 @@ import nbformat
 import pytest
 import torch
 
-from reidlib import experiments
+from reidlib import runner
 from reidlib.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = 'profile = "smoke"\ndevice = "auto"\ndata_root = None\nresults_dir = "scratch/x"\nseed = 0\nwait = 0.0'
-RECORD = ("import time, pandas as pd\nfrom reidlib.experiments import record\n"
+RECORD = ("import time, pandas as pd\nfrom reidlib.study.record import record\n"
           "open(results_dir + '/../started', 'w').write('1')\n"
           "time.sleep(wait)\n"
           "record(results_dir, {'seed': seed, 'wait': wait}, tables={'t': pd.DataFrame({'x': [seed]})})")
@@ -46,7 +46,7 @@ def lab(tmp_path):
     _notebook(nbs / "toy.ipynb", RECORD)
     _notebook(nbs / "nodata.ipynb", "from reidlib.study import dataset_root\ndataset_root('smoke', '/no/such/dir')")
     results = tmp_path / "results"
-    experiments.run("toy", "smoke", {"seed": 7}, results_root=results, notebooks_dir=nbs)
+    runner.run("toy", "smoke", {"seed": 7}, results_root=results, notebooks_dir=nbs)
     return nbs, results
 
 
@@ -61,7 +61,7 @@ def _leftovers(results: Path) -> list[str]:
 
 
 def _cli(nbs: Path, results: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reidlib.experiments", "run", "toy", "--results-root",
+    return subprocess.Popen([sys.executable, "-m", "reidlib.runner", "run", "toy", "--results-root",
                              str(results), "--notebooks-dir", str(nbs), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
@@ -82,15 +82,15 @@ def _wait_started(results: Path, proc: subprocess.Popen, timeout: float = 60.0) 
 def test_rejected_parameters_change_nothing(lab, bad):
     nbs, results = lab
     before = _committed(results)
-    with pytest.raises(experiments.ExperimentError, match="seed must be a non-negative integer|expected a"):
-        experiments.run("toy", "smoke", bad, results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match="seed must be a non-negative integer|expected a"):
+        runner.run("toy", "smoke", bad, results_root=results, notebooks_dir=nbs)
     assert _committed(results) == before and not _leftovers(results)
 
 
 def test_failed_notebook_keeps_results_and_its_executed_copy(lab):
     nbs, results = lab
-    with pytest.raises(experiments.ExperimentError, match="FileNotFoundError"):
-        experiments.run("nodata", "smoke", results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match="FileNotFoundError"):
+        runner.run("nodata", "smoke", results_root=results, notebooks_dir=nbs)
     assert (results / "smoke" / "nodata.failed.ipynb").is_file()
     assert not (results / "smoke" / "nodata").exists()
     assert not [p for p in (results / "smoke").iterdir() if p.name.startswith(".nodata.run-")]
@@ -99,8 +99,8 @@ def test_failed_notebook_keeps_results_and_its_executed_copy(lab):
 def test_names_are_names_not_paths(lab, tmp_path):
     nbs, results = lab
     for name in (str(nbs / "toy"), "../toy", "toy/../../x", ""):
-        with pytest.raises(experiments.ExperimentError, match="not a path"):
-            experiments.run(name, "smoke", results_root=results, notebooks_dir=nbs)
+        with pytest.raises(runner.ExperimentError, match="not a path"):
+            runner.run(name, "smoke", results_root=results, notebooks_dir=nbs)
     assert sorted(p.name for p in nbs.iterdir()) == ["nodata.ipynb", "toy.ipynb"]
 
 
@@ -113,7 +113,7 @@ def test_sigkill_mid_notebook_leaves_results_and_the_next_run_cleans_up(lab):
     proc.wait(timeout=30)
     assert _committed(results) == before
     assert _leftovers(results), "the killed run's temporary folder is there until the next run"
-    experiments.run("toy", "smoke", {"seed": 2}, results_root=results, notebooks_dir=nbs)
+    runner.run("toy", "smoke", {"seed": 2}, results_root=results, notebooks_dir=nbs)
     assert _committed(results)["json"]["seed"] == 2 and not _leftovers(results)
 
 
@@ -171,7 +171,7 @@ def test_a_commit_killed_half_way_is_finished_by_the_next_run(lab):
     os.replace(out / "toy-moved", out / "toy-new")
     os.replace(out / "toy", tmp / "old")                  # ... the old table is set aside
     os.replace(out / "toy-new", out / "toy")
-    experiments._recover(out, "toy")
+    runner._recover(out, "toy")
     assert json.loads((out / "toy.json").read_text())["metrics"] == {"seed": 99}
     assert (out / "toy" / "t.csv").read_text().endswith("99\n") and not _leftovers(results)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from reidlib.cpdm import area_ratios, cpdm_distance
+from reidlib.metrics.cpdm import area_ratios, cpdm_distance
 from reidlib.errors import ConfigError
 from reidlib.metrics import evaluate_features, evaluate_rank, pairwise_distance
 from reidlib.metrics.distance import DISTANCES, build_distance

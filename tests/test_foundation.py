@@ -10,7 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reidlib import experiments
+from reidlib import runner
+from reidlib.runner.provenance import provenance
+from reidlib.utils import paths
 from reidlib.utils.io import atomic_path, atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +69,7 @@ def _notebook(path: Path, body: str, params: str | None = None) -> Path:
 def toy_dirs(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
-    _notebook(nbs / "toy.ipynb", "from reidlib.experiments import record\n"
+    _notebook(nbs / "toy.ipynb", "from reidlib.study.record import record\n"
                                  "import pandas as pd\n"
                                  "record(results_dir, {'value': scale * 21, 'seed': seed},\n"
                                  "       tables={'t': pd.DataFrame({'x': [1, 2]})})\nprint('ok')")
@@ -103,9 +105,9 @@ def test_runner_writes_notebook_metrics_and_provenance(toy_dirs, monkeypatch):
 
     nbs, results = toy_dirs
     git = _git_repo(nbs.parent)                             # the notebooks live in a repository of their own
-    monkeypatch.setattr(experiments, "REPO_ROOT", nbs.parent)
+    monkeypatch.setenv("REIDLIB_HOME", str(nbs.parent))
     head = git("rev-parse", "HEAD")
-    rec = experiments.run("toy", "smoke", {"scale": 3}, results_root=results, notebooks_dir=nbs)
+    rec = runner.run("toy", "smoke", {"scale": 3}, results_root=results, notebooks_dir=nbs)
     assert rec["metrics"]["value"] == 63
     on_disk = json.loads((results / "smoke" / "toy.json").read_text())
     assert on_disk == json.loads(json.dumps(rec))
@@ -126,34 +128,34 @@ def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch
     """``commit`` is ``git rev-parse HEAD``; ``dirty`` is whether a tracked file outside results/
     differs from it (untracked files and results/ do not count), as ``git status --porcelain``."""
     git = _git_repo(tmp_path)
-    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("REIDLIB_HOME", str(tmp_path))
     first = git("rev-parse", "HEAD")
-    p = experiments.provenance("smoke", {"seed": 3})
+    p = provenance("smoke", {"seed": 3})
     assert (p["commit"], p["dirty"], p["seeds"], p["profile"]) == (first, False, [3], "smoke")
     (tmp_path / "untracked.txt").write_text("x")
     (tmp_path / "results" / "r.json").write_text('{"new": 1}')
-    assert experiments.provenance("smoke", {})["dirty"] is False
+    assert provenance("smoke", {})["dirty"] is False
     (tmp_path / "a.txt").write_text("2\n")
     assert git("status", "--porcelain", "--untracked-files=no") != ""
-    assert experiments.provenance("smoke", {})["dirty"] is True
+    assert provenance("smoke", {})["dirty"] is True
     git("commit", "-q", "-am", "second")
-    p = experiments.provenance("smoke", {"seeds": [0, 1]})
+    p = provenance("smoke", {"seeds": [0, 1]})
     assert p["commit"] == git("rev-parse", "HEAD") != first and p["dirty"] is False and p["seeds"] == [0, 1]
     # outside a repository: unknown, not a made-up value
-    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path / "results")
+    monkeypatch.setenv("REIDLIB_HOME", str(tmp_path / "results"))
     (tmp_path / ".git").rename(tmp_path / "git-moved")
-    p = experiments.provenance("smoke", {})
+    p = provenance("smoke", {})
     assert p["commit"] is None and p["dirty"] is None
 
 
 def test_provenance_of_this_checkout():
     def git(*args):
-        return subprocess.run(["git", *args], cwd=experiments.REPO_ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=paths.home(), capture_output=True, text=True,
                               check=True).stdout.strip()
 
     status = ("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     before = bool(git(*status))
-    p = experiments.provenance("smoke", {})
+    p = provenance("smoke", {})
     after = bool(git(*status))
     assert p["commit"] == git("rev-parse", "HEAD") and len(p["commit"]) == 40
     if before == after:                                   # (other processes may edit the checkout)
@@ -162,33 +164,33 @@ def test_provenance_of_this_checkout():
 
 def test_runner_refuses_an_unknown_profile(toy_dirs):
     nbs, results = toy_dirs
-    with pytest.raises(experiments.ExperimentError, match=r"unknown profile 'nope'; expected one of \[.*'smoke'"):
-        experiments.run("toy", "nope", results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match=r"unknown profile 'nope'; expected one of \[.*'smoke'"):
+        runner.run("toy", "nope", results_root=results, notebooks_dir=nbs)
     assert not results.exists() or not any(results.rglob("*"))
-    assert experiments.main(["run", "toy", "--profile", "nope", "--results-root", str(results),
+    assert runner.main(["run", "toy", "--profile", "nope", "--results-root", str(results),
                              "--notebooks-dir", str(nbs)]) == 2
     assert not results.exists() or not any(results.rglob("*"))
 
 
 def test_runner_rejects_undeclared_parameters(toy_dirs):
     nbs, results = toy_dirs
-    with pytest.raises(experiments.ExperimentError, match=r"does not declare parameter\(s\) \['lr', 'sclae'\]"):
-        experiments.run("toy", "smoke", {"sclae": 3, "lr": 1}, results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match=r"does not declare parameter\(s\) \['lr', 'sclae'\]"):
+        runner.run("toy", "smoke", {"sclae": 3, "lr": 1}, results_root=results, notebooks_dir=nbs)
     assert not (results / "smoke" / "toy.json").exists()
 
 
 def test_runner_requires_contract_parameters(toy_dirs):
     nbs, results = toy_dirs
-    with pytest.raises(experiments.ExperimentError, match="does not declare"):
-        experiments.run("noparams", "smoke", results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match="does not declare"):
+        runner.run("noparams", "smoke", results_root=results, notebooks_dir=nbs)
 
 
 def test_failed_run_keeps_notebook_and_previous_results(toy_dirs):
     nbs, results = toy_dirs
     (results / "smoke").mkdir(parents=True)
     (results / "smoke" / "broken.json").write_text('{"old": true}')
-    with pytest.raises(experiments.ExperimentError, match="ValueError: boom"):
-        experiments.run("broken", "smoke", results_root=results, notebooks_dir=nbs)
+    with pytest.raises(runner.ExperimentError, match="ValueError: boom"):
+        runner.run("broken", "smoke", results_root=results, notebooks_dir=nbs)
     assert (results / "smoke" / "broken.failed.ipynb").exists()
     assert not (results / "smoke" / "broken.ipynb").exists()
     assert json.loads((results / "smoke" / "broken.json").read_text()) == {"old": True}
@@ -196,17 +198,17 @@ def test_failed_run_keeps_notebook_and_previous_results(toy_dirs):
 
 def test_cli_exit_codes(toy_dirs, monkeypatch):
     nbs, results = toy_dirs
-    monkeypatch.setattr(experiments, "REPO_ROOT", nbs.parent)
-    assert experiments.main(["run", "toy", "--results-root", str(results), "-p", "scale=1"]) == 0
-    assert experiments.main(["run", "toy", "--results-root", str(results), "-p", "nope=1"]) == 2
-    assert experiments.main(["run", "broken", "--results-root", str(results)]) == 2
+    monkeypatch.setenv("REIDLIB_HOME", str(nbs.parent))
+    assert runner.main(["run", "toy", "--results-root", str(results), "-p", "scale=1"]) == 0
+    assert runner.main(["run", "toy", "--results-root", str(results), "-p", "nope=1"]) == 2
+    assert runner.main(["run", "broken", "--results-root", str(results)]) == 2
 
 
 def test_parse_overrides_types():
-    assert experiments.parse_overrides(["a=1", "b=[0, 1]", "c=cuda", "d=null"]) == {
+    assert runner.parse_overrides(["a=1", "b=[0, 1]", "c=cuda", "d=null"]) == {
         "a": 1, "b": [0, 1], "c": "cuda", "d": None}
-    with pytest.raises(experiments.ExperimentError):
-        experiments.parse_overrides(["novalue"])
+    with pytest.raises(runner.ExperimentError):
+        runner.parse_overrides(["novalue"])
 
 
 def test_every_notebook_follows_the_contract():
@@ -214,7 +216,7 @@ def test_every_notebook_follows_the_contract():
     on_disk = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert sorted(order) == on_disk, "notebooks/order.json must list every notebook exactly once"
     for name in order:
-        params = experiments.declared_parameters(ROOT / "notebooks" / f"{name}.ipynb")
+        params = runner.declared_parameters(ROOT / "notebooks" / f"{name}.ipynb")
         assert params["profile"] == "smoke", name
         assert params["device"] == "auto", name
         nb = nbformat.read(str(ROOT / "notebooks" / f"{name}.ipynb"), as_version=4)
@@ -224,7 +226,7 @@ def test_every_notebook_follows_the_contract():
 def test_the_book_shows_where_a_run_was_moved_not_its_temporary_folder():
     """The runner executes in ``results/<profile>/.<name>.run-*/``: the book's copy of the injected
     parameters names the folder the results live in, and says it was moved there."""
-    from reidlib.book import _final_results_dir
+    from reidlib.runner.book import _final_results_dir
 
     injected = ('# Parameters\nprofile = "cpu"\n'
                 'results_dir = "/home/u/reid/results/cpu/.span_pilot.run-12-34/span_pilot"\nseed = 0\n')

@@ -7,7 +7,7 @@ import torch
 from reidlib.data.synth.config import preset_params
 from reidlib.data.synth.disjoint import detail_signature, first_disjoint_seed, identity_signature, shared_vehicles
 from reidlib.data.synth.plan import build_plan
-from reidlib.profiles import PROFILES
+from reidlib.study.profiles import PROFILES
 
 
 def test_every_profiles_pretraining_data_share_no_vehicle_with_its_evaluation_data():

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from reidlib.profiles import PROFILES, get_profile
+from reidlib.study.profiles import PROFILES, get_profile
 
 #: make any profile tiny without touching what defines its path (sizes, backbones, options)
 TINY = {"synth_preset": "tiny", "seeds": [0], "pretrain_iters": 1, "reid_iters": 1, "span_iters": 1,

@@ -7,5 +7,5 @@ from *variants* (:class:`reidlib.study.Variant`): its design, as data the notebo
 * :mod:`~reidlib.ablations.musp`: MUSP's Tables 5, 6 and 7;
 * :mod:`~reidlib.ablations.viewpoints`: every model split by the view relation of query and gallery.
 
-The claims each table tests, and their verdicts, are in :mod:`reidlib.claims`.
+The claims each table tests, and their verdicts, are in :mod:`reidlib.claims.verdicts`.
 """

@@ -122,8 +122,8 @@ def multidigit_table(study: Study, settings: Optional[Mapping[str, dict]] = None
     """SPAN's Fig. 4 under each of :data:`MULTIDIGIT_SETTINGS`: a table of mask IoU (%) per digit
     class (rows ``digit 0..2`` and ``mean``, one column per setting); per setting, the test images,
     predicted masks and training log ``{setting: (images, masks, history)}``; and the per-image
-    IoU arrays (:mod:`reidlib.per_query`, one row per setting)."""
-    from reidlib import per_query
+    IoU arrays (:mod:`reidlib.claims.per_query`, one row per setting)."""
+    from reidlib.claims import per_query
 
     settings = MULTIDIGIT_SETTINGS if settings is None else settings
     cols, outputs, ious = {}, {}, {}

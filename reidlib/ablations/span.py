@@ -188,7 +188,7 @@ def _row_name(key) -> str:
 def _mask_results(study: Study, settings: Mapping[Any, dict], max_images: int = MASK_EVAL_IMAGES):
     """Train SPAN step 1 per setting; rows: :func:`iou_row` of the target metric plus ``faces mean
     IoU`` (the geometric-face metric's mean); per-image arrays of the target metric."""
-    from reidlib import per_query
+    from reidlib.claims import per_query
 
     recs = mask_eval_records(study, max_images=max_images)
     units = [r.path for r in recs]

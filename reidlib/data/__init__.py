@@ -1,5 +1,5 @@
 """Datasets: real-data loaders (VeRi-776, VehicleID, VERI-Wild), SynthVeRi, torch Dataset, P x K sampler."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Record": "records",

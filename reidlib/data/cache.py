@@ -42,8 +42,8 @@ def fits(records: Sequence[Record], height: int, width: int, budget_gb: float = 
 
 def default_cache_dir(records: Sequence[Record]) -> Path:
     """``<dataset root>/.reidlib-cache`` when the dataset folder is writable, else the project's
-    ``data/image-cache`` (:func:`reidlib.paths.data_dir`)."""
-    from reidlib import paths
+    ``data/image-cache`` (:func:`reidlib.utils.paths.data_dir`)."""
+    from reidlib.utils import paths
 
     if records:
         root = Path(records[0].path).resolve().parent.parent

@@ -2,7 +2,7 @@
 resumption, optimisers and the warm-up/multi-step schedule, JSON-lines logs; the training tasks
 (:mod:`~reidlib.engine.training`, :mod:`~reidlib.engine.foreground`), evaluation
 (:mod:`~reidlib.engine.evaluation`) and the files a run leaves (:mod:`~reidlib.engine.artifacts`)."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "trainer",

@@ -1,5 +1,5 @@
 """Losses of both papers (SPAN eqs. 1-3, 6; MUSP eqs. 12-14) and the strong baseline's."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     # SPAN step 1 (reidlib/losses/span.py)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reidlib.cpdm import cpdm_distance
+from reidlib.metrics.cpdm import cpdm_distance
 from reidlib.metrics.pairwise import euclidean_distance
 
 __all__ = ["CrossEntropyLabelSmooth", "batch_hard_triplet_loss", "hard_example_mining", "ReIDCriterion",
@@ -119,7 +119,7 @@ class ReIDCriterion(nn.Module):
       - ``"per_part"``: sum over the P parts of a batch-hard loss per part (MUSP eq. 13, which
         sums over features ``i = 1..n``);
       - ``"global"``: part 0 only (the baseline);
-      - ``"cpdm"``: :func:`reidlib.cpdm.cpdm_distance` ``(feats, area_ratios)`` (SPAN eq. 7).
+      - ``"cpdm"``: :func:`reidlib.metrics.cpdm.cpdm_distance` ``(feats, area_ratios)`` (SPAN eq. 7).
 
       ``distance_kwargs`` go to the distance: ``squared`` (all modes), ``global_weight`` (cpdm).
     * **aux**: ``sum(out["aux_losses"].values())``, added as is (already weighted by the model).

@@ -1,6 +1,6 @@
 """Re-ID evaluation: CMC, mAP (two AP definitions), mINP; chunked feature evaluation; re-ranking;
 the plain pairwise distances (:mod:`.pairwise`) and the named distances (:mod:`.distance`)."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "RankResult": "rank",

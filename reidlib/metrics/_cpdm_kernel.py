@@ -1,4 +1,4 @@
-"""Compiled (numba) element-wise work of the CPDM inference tiles, used by :mod:`reidlib.cpdm` when
+"""Compiled (numba) element-wise work of the CPDM inference tiles, used by :mod:`reidlib.metrics.cpdm` when
 numba is installed (``pip install reidlib[fast]``).
 
 Per tile of ``n`` query rows x ``m`` gallery columns, torch's batched GEMM gives the per-part

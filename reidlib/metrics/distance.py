@@ -15,7 +15,7 @@ name                          distance
 ``"cpdm_musp_code"``          MUSP's public code (see :func:`build_distance`)
 ============================  ===============================================================
 
-The plain formulas live in :mod:`reidlib.metrics.pairwise`, CPDM in :mod:`reidlib.cpdm`; this
+The plain formulas live in :mod:`reidlib.metrics.pairwise`, CPDM in :mod:`reidlib.metrics.cpdm`; this
 module only says, per name, which options it takes, how the gallery operand is prepared once and
 how a chunk of queries is applied to it. Every distance is computed in float32 (float64 for
 float64 features) whatever the feature dtype.
@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from reidlib.cpdm import CPDMOperand, cpdm_against, musp_code_ratios
+from reidlib.metrics.cpdm import CPDMOperand, cpdm_against, musp_code_ratios
 from reidlib.errors import ConfigError
 from reidlib.metrics.pairwise import (METRICS, ArrayLike, CosineOperand, EuclideanOperand, ExpansionOperand,
                                       as_tensor, check_chunk_size, compute_dtype, cosine_against,

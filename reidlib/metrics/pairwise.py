@@ -1,5 +1,5 @@
 """Plain pairwise distances (Euclidean, squared Euclidean, cosine), numpy and torch: the one home
-of these formulas and of the matrix-product helpers that CPDM (:mod:`reidlib.cpdm`) builds on.
+of these formulas and of the matrix-product helpers that CPDM (:mod:`reidlib.metrics.cpdm`) builds on.
 
 Two arithmetic forms of ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b`` are used, each kept exactly as
 it has always been computed, so a re-run reproduces earlier numbers bit for bit:

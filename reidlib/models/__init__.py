@@ -1,6 +1,6 @@
 """Models. Every re-ID model returns the same output dict (see ``reidlib/models/README`` in the
 package docstring of :mod:`reidlib.models.output`) so one engine, criterion and evaluator serve all."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "build_resnet": "backbones",

@@ -64,7 +64,7 @@ class SPANReID(nn.Module):
             code's 192x192), if the re-ID input size differs from SPAN's training size.
 
     ``forward(x[B,3,H,W], masks=None)`` returns the :mod:`reidlib.models.output` dict with
-    ``area_ratios = reidlib.cpdm.area_ratios(masks)`` (``[B, 4]``; ``None`` for "fc") and
+    ``area_ratios = reidlib.metrics.cpdm.area_ratios(masks)`` (``[B, 4]``; ``None`` for "fc") and
     ``maps = masks [B, 3, h, w]``.
     """
 
@@ -117,7 +117,7 @@ class SPANReID(nn.Module):
         return self.span(x)
 
     def forward(self, x: torch.Tensor, masks: Optional[torch.Tensor] = None) -> dict:
-        from reidlib.cpdm import area_ratios as _area_ratios
+        from reidlib.metrics.cpdm import area_ratios as _area_ratios
 
         if masks is None:
             masks = self.compute_masks(x)                                 # [B, 3, h, w]

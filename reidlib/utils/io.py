@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -131,3 +131,25 @@ def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[Path]:
             yield path
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays, pandas objects (``to_dict``), paths and tuples made
+    plain JSON types; mapping keys become strings. The one JSON converter of the package."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        np = None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if np is not None and isinstance(obj, np.generic):
+        return obj.item()
+    if np is not None and isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return jsonable(obj.to_dict())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

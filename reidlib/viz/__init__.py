@@ -1,6 +1,6 @@
 """Figures the book uses: ranked lists, part masks and attention maps, sample grids, results with
 their intervals and the claims' forest plot."""
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "ranked_list": "ranked",

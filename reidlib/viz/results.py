@@ -72,7 +72,7 @@ def _key(r):
 def forest_figure(verdicts: pd.DataFrame, title: str = "", wrap: int = 48):
     """Every claim's difference with its 95% interval (stated metric), coloured by verdict, with the
     paper's own difference marked (hollow diamond), grouped by paper; 0 is the line the interval
-    must clear. ``verdicts``: :func:`reidlib.claims.summary_table` (or ``evaluate_claims``) output."""
+    must clear. ``verdicts``: :func:`reidlib.claims.verdicts.summary_table` (or ``evaluate_claims``) output."""
     import textwrap
 
     from matplotlib.figure import Figure

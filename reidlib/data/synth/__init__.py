@@ -19,7 +19,7 @@ Public API::
 plus :func:`sample_grid` (figures, any layout). The training-free baselines (``difficulty_table``) moved
 to :mod:`reidlib.ablations.benchmark`.
 """
-from reidlib._lazy import lazy_exports
+from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "generate": "writer",

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from reidlib.stats import VERDICTS
+from reidlib.claims.stats import VERDICTS
 
 __all__ = ["check_table", "check_verdicts", "check_recorded", "check_page"]
 
@@ -77,7 +77,7 @@ def check_verdicts(verdicts: pd.DataFrame, claims: Sequence, page: str = "") -> 
 
 def check_recorded(results_dir: str | Path, page: str = "", tables: Sequence[str] = ("table",),
                    per_query: bool = False) -> None:
-    """What :func:`reidlib.experiments.record` wrote: ``metrics.json`` valid JSON (no NaN token),
+    """What :func:`reidlib.runner.record` wrote: ``metrics.json`` valid JSON (no NaN token),
     the tables' CSV files, and the per-query file when expected."""
     d = Path(results_dir)
     path = d / "metrics.json"

@@ -1,6 +1,6 @@
 """Prepare the Jupyter Book: one page per experiment, rendered from an executed notebook in ``results/``.
 
-``python -m reidlib.book prepare`` copies, for every notebook listed in ``notebooks/order.json``, the
+``python -m reidlib.runner.book prepare`` copies, for every notebook listed in ``notebooks/order.json``, the
 executed notebook of the most complete profile available (paper > gpu > cpu > smoke) to
 ``book/generated/<name>.ipynb`` and adds a provenance note under its title (profile, device,
 commit, seeds, duration). If no result exists for a notebook yet, it is executed once with the
@@ -15,14 +15,19 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from reidlib.experiments import REPO_ROOT, best_result, run
+from reidlib.runner.notebooks import notebook_order, notebooks_dir
+from reidlib.runner.transaction import best_result, run
+from reidlib.utils import paths
 from reidlib.utils.io import atomic_path
 
-GENERATED = REPO_ROOT / "book" / "generated"
+
+def generated_dir() -> Path:
+    """``<home>/book/generated``: the pages the book is built from."""
+    return paths.home() / "book" / "generated"
 
 
 def experiment_order() -> list[str]:
-    return json.loads((REPO_ROOT / "notebooks" / "order.json").read_text())
+    return notebook_order()
 
 
 def provenance_note(rec: dict) -> str:
@@ -64,7 +69,8 @@ def _final_results_dir(source: str, executed: Path) -> str:
 def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list[Path]:
     import nbformat
 
-    GENERATED.mkdir(parents=True, exist_ok=True)
+    generated = generated_dir()
+    generated.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names or experiment_order():
         src = best_result(name)
@@ -76,7 +82,7 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
             src = best_result(name)
         rec = json.loads(src.with_suffix(".json").read_text())
         nb = nbformat.read(src, as_version=4)
-        _copy_figure_metadata(REPO_ROOT / "notebooks" / f"{name}.ipynb", nb)
+        _copy_figure_metadata(notebooks_dir() / f"{name}.ipynb", nb)
         note = nbformat.v4.new_markdown_cell(provenance_note(rec))
         note.metadata["tags"] = ["provenance"]
         insert_at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
@@ -87,16 +93,16 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
                 cell.metadata["tags"] = sorted(set(tags) | {"hide-input"})
             if "injected-parameters" in tags:
                 cell.source = _final_results_dir(cell.source, src)
-        dst = GENERATED / f"{name}.ipynb"
+        dst = generated / f"{name}.ipynb"
         with atomic_path(dst, suffix=".ipynb") as tmp:
             nbformat.write(nb, str(tmp))
         written.append(dst)
-        print(f"[book] {name}: {src.relative_to(REPO_ROOT)}", flush=True)
+        print(f"[book] {name}: {src.relative_to(paths.home())}", flush=True)
     return written
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reidlib.book")
+    parser = argparse.ArgumentParser(prog="python -m reidlib.runner.book")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="copy the best executed notebooks into book/generated/")
     p.add_argument("names", nargs="*")

@@ -2,7 +2,7 @@
 
 These are quotations of the papers (VeRi-776 / VehicleID, real data), used only as the "paper"
 column next to our measurements; the claims each ablation is cited for are in
-:mod:`reidlib.claims`. Our measurements come from ``results/<profile>/`` (never from this module).
+:mod:`reidlib.claims.verdicts`. Our measurements come from ``results/<profile>/`` (never from this module).
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ A :class:`Claim` is a statement a paper makes with one of its tables ("SPAN with
 beats the baseline", "n = 5 attentions is best"), written as one or more *comparisons*: linear
 contrasts of the table's rows (``{"full": 1, "baseline": -1}``: full minus baseline) that must
 exceed a threshold (0 for an ordering). :func:`evaluate_claims` estimates each comparison on the
-per-query results of the experiment (:mod:`reidlib.per_query`) with a paired bootstrap interval
-(:mod:`reidlib.stats`: queries resampled, and training seeds first when there are several) and
-gives the three-valued verdict of :func:`reidlib.stats.verdict`:
+per-query results of the experiment (:mod:`reidlib.claims.per_query`) with a paired bootstrap interval
+(:mod:`reidlib.claims.stats`: queries resampled, and training seeds first when there are several) and
+gives the three-valued verdict of :func:`reidlib.claims.stats.verdict`:
 
 * **holds**: the 95% interval of the difference lies above 0 (in the claimed direction);
 * **contradicted**: it lies below 0;
@@ -14,7 +14,7 @@ gives the three-valued verdict of :func:`reidlib.stats.verdict`:
 
 A claim with several comparisons holds when all hold and is contradicted when any is. Every
 re-ID claim is checked on mAP and on rank-1; its verdict is that of the metric the paper states.
-The papers' published numbers (:mod:`reidlib.paper_numbers`) give the paper's own difference for
+The papers' published numbers (:mod:`reidlib.claims.paper`) give the paper's own difference for
 orientation only: real data, other backbones and schedules.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from reidlib import per_query
-from reidlib.stats import (DEFAULT_RESAMPLES, Interval, bootstrap_interval, combine_verdicts, contrast,
+from reidlib.claims import per_query
+from reidlib.claims.stats import (DEFAULT_RESAMPLES, Interval, bootstrap_interval, combine_verdicts, contrast,
                            mean_statistic, paired_bootstrap, verdict)
 
 __all__ = ["Claim", "CLAIMS", "EXPERIMENT_TITLES", "claims_for", "evaluate_claims", "compare_with_paper",
@@ -106,7 +106,7 @@ def claims_for(experiment: str) -> list[Claim]:
 
 
 def _paper_difference(claim: Claim, comparison: Mapping, metric: str) -> float:
-    from reidlib.paper_numbers import PAPER_TABLES
+    from reidlib.claims.paper import PAPER_TABLES
 
     if claim.experiment not in PAPER_TABLES:
         return float("nan")
@@ -180,7 +180,7 @@ def evaluate_claims(experiment: str, arrays: Mapping[str, np.ndarray], *, resamp
 
 def compare_with_paper(experiment: str, ours: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP")) -> pd.DataFrame:
     """Our table next to the paper's numbers for the same rows (paper: real data; ours: SynthVeRi)."""
-    from reidlib.paper_numbers import PAPER_TABLES
+    from reidlib.claims.paper import PAPER_TABLES
 
     _, paper = PAPER_TABLES[experiment]
     rows = {}
@@ -199,7 +199,7 @@ def summary_table(results: str | Path, *, resamples: int = DEFAULT_RESAMPLES,
     (``<results>/<experiment>/per_query.npz``, e.g. ``results/cpu``), and every ablation side by
     side with the paper. Returns ``(verdicts, side_by_side)``; experiments without results are
     listed as "not measured"."""
-    from reidlib.paper_numbers import PAPER_TABLES
+    from reidlib.claims.paper import PAPER_TABLES
 
     root = Path(results)
     frames, side = [], []

@@ -1,6 +1,6 @@
 """A study: the models one book page trains and evaluates, cached so that pages share them.
 
-A :class:`Study` binds a profile (:mod:`reidlib.profiles`), a dataset folder, a device and a cache
+A :class:`Study` binds a profile (:mod:`reidlib.study.profiles`), a dataset folder, a device and a cache
 folder. Every model it needs is trained through :mod:`reidlib.engine` into
 ``<cache>/<kind>-<hash>/`` and reused by later pages with the same configuration: the hash covers
 the *resolved* run configuration (defaults filled in, settings that cannot change the weights left
@@ -17,7 +17,7 @@ Tables (:meth:`Results.table`): one row per variant with R1 / R5 / mAP / mINP in
 over seeds, the standard deviation over seeds when there are several, and the bootstrap 95%
 interval of mAP and R1 (queries resampled, and seeds first when there are several). The
 per-query arrays behind them (:meth:`Results.arrays`) are what claims are checked on
-(:mod:`reidlib.claims`).
+(:mod:`reidlib.claims.verdicts`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from reidlib.profiles import get_profile
+from reidlib.study.profiles import get_profile
 
 __all__ = ["Study", "Variant", "Results", "design_table", "dataset_root", "METRICS"]
 
@@ -51,14 +51,14 @@ def dataset_root(profile: str | Mapping[str, Any], data_root: Optional[str | os.
                  data_dir: Optional[str | os.PathLike] = None, layout: str = "veri776") -> Path:
     """The dataset folder of a study: ``data_root`` when the user points at their own data, else
     SynthVeRi generated for ``profile`` (a name, or a profile dict with overrides applied) in the
-    folder layout of dataset ``layout`` into ``data_dir`` (default :func:`reidlib.paths.data_dir`;
+    folder layout of dataset ``layout`` into ``data_dir`` (default :func:`reidlib.utils.paths.data_dir`;
     idempotent: an existing complete folder with the same manifest is reused)."""
     if data_root:
         root = Path(data_root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"data_root {root} does not exist (expected a {layout} folder)")
         return root
-    from reidlib import paths
+    from reidlib.utils import paths
     from reidlib.data.synth import generate
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -105,8 +105,8 @@ class Study:
     device: str = "auto"
     data_root: Optional[str] = None
     seed: int = 0
-    cache_dir: Optional[str] = None   #: trained models (default :func:`reidlib.paths.runs_dir`)
-    data_dir: Optional[str] = None    #: generated SynthVeRi (default :func:`reidlib.paths.data_dir`)
+    cache_dir: Optional[str] = None   #: trained models (default :func:`reidlib.utils.paths.runs_dir`)
+    data_dir: Optional[str] = None    #: generated SynthVeRi (default :func:`reidlib.utils.paths.data_dir`)
     overrides: dict = field(default_factory=dict)
     #: the dataset (:data:`reidlib.data.registry.DATASETS`): its protocol and, for SynthVeRi, the
     #: folder layout it is written in; ``test_size``: VehicleID 800/1600/2400, VERI-Wild 3000/...
@@ -122,7 +122,7 @@ class Study:
     keep_state: bool = False
 
     def __post_init__(self):
-        from reidlib import paths
+        from reidlib.utils import paths
 
         from reidlib.data.registry import DATASETS
 
@@ -412,8 +412,8 @@ class Results:
     _arrays: Optional[dict] = field(default=None, repr=False)
 
     def arrays(self) -> dict:
-        """The per-query arrays of every row and seed (:mod:`reidlib.per_query`; computed once)."""
-        from reidlib import per_query
+        """The per-query arrays of every row and seed (:mod:`reidlib.claims.per_query`; computed once)."""
+        from reidlib.claims import per_query
 
         if self._arrays is None:
             self._arrays = per_query.from_evaluations(self.runs, self.seeds)
@@ -430,9 +430,9 @@ class Results:
         """One row per variant: R1 / R5 / mAP / mINP in percent (mean over seeds; with several
         seeds also their standard deviation ``<metric>_std``), and the 95% bootstrap interval of
         mAP and R1 (``mAP_low`` / ``mAP_high`` ...: queries resampled, and seeds first when there
-        are several; :func:`reidlib.stats.bootstrap_interval`)."""
-        from reidlib import per_query
-        from reidlib.stats import bootstrap_interval
+        are several; :func:`reidlib.claims.stats.bootstrap_interval`)."""
+        from reidlib.claims import per_query
+        from reidlib.claims.stats import bootstrap_interval
 
         arrays = self.arrays()
         rows = {}

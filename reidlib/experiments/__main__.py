@@ -1,0 +1,5 @@
+import sys
+
+from reidlib.runner.cli import main
+
+sys.exit(main())
