@@ -36,6 +36,15 @@ MODELS = tuple(_MODEL_TABLE)
 DATASETS = ("veri776", "vehicleid", "veriwild")
 
 
+def neutral(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
+    """A field that cannot change the trained weights (where files go, how fast data are read, how
+    a run reports or is evaluated): left out of a run's cache key (:func:`weight_neutral_keys`) and
+    free to change when a run resumes (:func:`resume_may_change`)."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"weights": False})
+    return field(default=default, metadata={"weights": False})
+
+
 @dataclass
 class DataConfig:
     root: str = ""  #: dataset folder (VeRi-776 layout for SynthVeRi)
@@ -46,13 +55,13 @@ class DataConfig:
     p: int = 16  #: identities per P x K batch
     k: int = 4  #: images per identity
     batch_size: int = 32  #: for the non-re-ID tasks (span-masks, foreground)
-    num_workers: int = 4
+    num_workers: int = neutral(4)
     transforms: dict = field(default_factory=dict)  #: extra keyword arguments of build_transforms
     #: how training images reach the model: "cache" (decoded once into a uint8 tensor cache,
     #: augmented in batches in the main process), "files" (decoded per image by DataLoader
     #: workers) or "auto" (cache when the split fits cache_max_gb)
     loader: str = "auto"
-    cache_dir: str = ""  #: "" = beside the data when writable, else data/image-cache
+    cache_dir: str = neutral("")  #: "" = beside the data when writable, else data/image-cache
     cache_max_gb: float = 4.0
 
 
@@ -98,16 +107,16 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    out_dir: str = ""  #: "" = runs/<model>
-    checkpoint_every: int = 1000  #: iterations; a killed run loses at most this many
-    keep_last: int = 1  #: iter_*.pt files kept besides last.pt
-    log_every: int = 20
+    out_dir: str = neutral("")  #: "" = runs/<model>
+    checkpoint_every: int = neutral(1000)  #: iterations; a killed run loses at most this many
+    keep_last: int = neutral(1)  #: iter_*.pt files kept besides last.pt
+    log_every: int = neutral(20)
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  #: auto (bf16 where the CPU/GPU computes it natively) | bf16 | fp16 | off
     channels_last: bool = True  #: with autocast (CPU) and on CUDA
     deterministic: bool = True
-    progress: bool = True
+    progress: bool = neutral(True)
     #: BatchNorm statistics over the global batch under torchrun (reidlib.engine.distributed):
     #: auto (on with CUDA ranks, off on the CPU) | on | off; no effect in a single process
     sync_bn: str = "auto"
@@ -115,11 +124,12 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 128
-    num_workers: int = 4
-    distance: str = ""  #: "" = the model's own (model.distance); see reidlib.metrics.distance.build_distance
-    chunk_size: int = 0  #: queries per distance-matrix chunk (0 = chosen from a memory budget)
-    amp: str = "auto"  #: autocast for feature extraction (as train.amp); features are stored in float32
+    """How a trained model is evaluated: none of it changes the weights."""
+    batch_size: int = neutral(128)
+    num_workers: int = neutral(4)
+    distance: str = neutral("")  #: "" = the model's own (model.distance); see reidlib.metrics.distance.build_distance
+    chunk_size: int = neutral(0)  #: queries per distance-matrix chunk (0 = chosen from a memory budget)
+    amp: str = neutral("auto")  #: autocast for feature extraction (as train.amp); features are stored in float32
 
 
 @dataclass
@@ -181,6 +191,24 @@ class Config:
         for k, v in dotted.items():
             set_value(cfg, k.replace("__", "."), v)
         return cfg
+
+
+#: settings a resumed run may change although they can change the weights: the device it continues
+#: on, and the schedule's length (a longer run extends the shorter one)
+RESUME_MAY_ALSO_CHANGE = ("train.device", "optim.max_iters")
+
+
+def weight_neutral_keys() -> tuple[str, ...]:
+    """The dotted keys of every field declared with :func:`neutral`: the one list of settings that
+    cannot change the trained weights (a run's cache key leaves them out)."""
+    cfg = Config()
+    return tuple(f"{sec.name}.{f.name}" for sec in dataclasses.fields(cfg)
+                 for f in dataclasses.fields(getattr(cfg, sec.name)) if f.metadata.get("weights") is False)
+
+
+def resume_may_change() -> tuple[str, ...]:
+    """What a resumed run may change: :func:`weight_neutral_keys` and :data:`RESUME_MAY_ALSO_CHANGE`."""
+    return weight_neutral_keys() + RESUME_MAY_ALSO_CHANGE
 
 
 def default_config(model: str = "baseline") -> Config:
