@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def _study(profile: str, tmp: Path):
     from reidlib.study import Study
 
-    return Study(profile, "cpu", seed=0, cache_dir=str(tmp / "runs"), init="random")  # weights: no matter for speed
+    return Study(profile, "cpu", data_seed=0, cache_dir=str(tmp / "runs"), init="random")  # weights: no matter for speed
 
 
 def _trainer(study, model: str, amp: str, iters: int, loader: str, tmp: Path, seed: int = 0):
@@ -54,7 +54,7 @@ def _trainer(study, model: str, amp: str, iters: int, loader: str, tmp: Path, se
     if model == "musp":
         over["model.kwargs"] = {"num_attentions": 5}
     cfg = start_run(as_config(study.reid_config(model, seed, **over)))
-    span = SPAN(backbone=study.prof["span_backbone"]).eval() if model == "span" else None
+    span = SPAN(backbone=study.prof.span_backbone).eval() if model == "span" else None
     trainer, _ = prepare_reid(cfg, span=span, progress=False)
     trainer.ckpt = None                      # time training, not checkpoint writes
     return trainer, cfg
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     from reidlib.utils.device import cpu_bf16_supported, device_name
 
     prof = get_profile(args.profile)
-    print(f"profile {args.profile}: input {prof['input_size']}, re-ID backbone {prof['reid_backbone']}, "
-          f"P x K {prof['batch_p']} x {prof['batch_k']}, loader {args.loader}")
+    print(f"profile {args.profile}: input {prof.input_size}, re-ID backbone {prof.reid_backbone}, "
+          f"P x K {prof.batch_p} x {prof.batch_k}, loader {args.loader}")
     print(f"{device_name('cpu')}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"native bf16: {cpu_bf16_supported()}")
     print(f"throughput (median of {args.repeats} x {args.iters} iterations, interleaved):")

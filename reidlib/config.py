@@ -27,13 +27,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from reidlib.errors import ConfigError
+from reidlib.data.registry import DATASETS as _DATASET_TABLE
 from reidlib.models.registry import MODELS as _MODEL_TABLE, REID_MODELS
-from reidlib.utils.coerce import coerce, parse_yaml_value
+from reidlib.utils.coerce import coerce, parse_yaml_value, split_pairs
 
 #: model names (the table is :data:`reidlib.models.registry.MODELS`; importing it does not import torch)
 MODELS = tuple(_MODEL_TABLE)
 #: dataset names (the table is :data:`reidlib.data.registry.DATASETS`)
-DATASETS = ("veri776", "vehicleid", "veriwild")
+DATASETS = tuple(_DATASET_TABLE)
+#: choices that belong to the run configuration itself (:mod:`reidlib.engine.optim` uses them)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+WARMUP_METHODS = ("linear", "constant")
+SCHEDULE_UNITS = ("iter", "epoch")
+LOADERS = ("auto", "cache", "files")
+SYNC_BN = ("auto", "on", "off", "true", "false")
 
 
 def neutral(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
@@ -179,18 +186,18 @@ class Config:
         name = (d.get("model") or {}).get("name") if isinstance(d.get("model"), Mapping) else None
         cfg = default_config(name or "baseline")
         apply_mapping(cfg, d)
-        return cfg
+        return validate(cfg)
 
     def copy(self) -> "Config":
         return copy.deepcopy(self)
 
     def override(self, *pairs: str, **dotted: Any) -> "Config":
-        """A copy with ``"key=value"`` strings and/or ``**{"optim.lr": 1e-4}`` applied."""
+        """A copy with ``"key=value"`` strings and/or ``**{"optim.lr": 1e-4}`` applied, checked."""
         cfg = self.copy()
         apply_overrides(cfg, list(pairs))
         for k, v in dotted.items():
             set_value(cfg, k.replace("__", "."), v)
-        return cfg
+        return validate(cfg)
 
 
 #: settings a resumed run may change although they can change the weights: the device it continues
@@ -289,14 +296,11 @@ def apply_mapping(cfg: Config, mapping: Mapping[str, Any]) -> Config:
 
 
 def parse_overrides(pairs: Iterable[str]) -> list[tuple[str, str]]:
-    out = []
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"override {pair!r} is not of the form key=value (e.g. optim.lr=1e-4); "
-                              f"valid keys: {', '.join(valid_keys())}")
-        k, v = pair.split("=", 1)
-        out.append((k.strip(), v.strip()))
-    return out
+    """``key=value`` strings as pairs (:func:`reidlib.utils.coerce.split_pairs`); the error lists the valid keys."""
+    try:
+        return split_pairs(pairs, "optim.lr=1e-4")
+    except ConfigError as err:
+        raise ConfigError(f"override {err}; valid keys: {', '.join(valid_keys())}") from None
 
 
 def apply_overrides(cfg: Config, pairs: Iterable[str]) -> Config:
@@ -353,10 +357,16 @@ def load_config(path: Optional[str | os.PathLike] = None, model: Optional[str] =
 
 
 def as_config(cfg: Any = None, **dotted: Any) -> Config:
-    """Accept a :class:`Config`, a (nested or dotted) dict, a YAML path or None (defaults)."""
+    """Accept a :class:`Config`, a (nested or dotted) dict, a YAML path or None (defaults).
+
+    A :class:`Config` was checked when it was built (:func:`load_config`, :meth:`Config.override`,
+    :meth:`Config.from_dict`): without ``dotted`` it comes back as a copy, not checked again, so a
+    run's options are checked once."""
     if cfg is None:
         out = default_config(dotted.get("model.name", "baseline"))
     elif isinstance(cfg, Config):
+        if not dotted:
+            return cfg.copy()
         out = cfg.copy()
     elif isinstance(cfg, (str, os.PathLike)):
         out = load_config(cfg)
@@ -380,21 +390,24 @@ def validate(cfg: Config) -> Config:
         if value not in options:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, options))}")
 
-    one_of("model.name", cfg.model.name, MODELS)
-    one_of("data.dataset", cfg.data.dataset, DATASETS)
-    one_of("optim.name", cfg.optim.name.lower(), ("adam", "adamw", "sgd"))
-    one_of("optim.unit", cfg.optim.unit, ("iter", "epoch"))
-    one_of("data.loader", cfg.data.loader, ("auto", "cache", "files"))
-    one_of("loss.id_reduction", cfg.loss.id_reduction, ("mean", "sum"))
-    one_of("train.sync_bn", str(cfg.train.sync_bn).strip().lower(), ("auto", "on", "off", "true", "false"))
-    one_of("optim.warmup_method", cfg.optim.warmup_method, ("linear", "constant"))
-    if cfg.model.name in REID_MODELS:
-        one_of("loss.triplet_on", cfg.loss.triplet_on, ("concat", "per_part", "global", "cpdm"))
+    # the choices of the modules that own them (the losses import torch, as check_options does)
+    from reidlib.losses.reid import ID_REDUCTIONS, TRIPLET_MODES
+    from reidlib.losses.span import AREA_MODES, AREA_REDUCTIONS
     from reidlib.models.registry import check_options
 
+    one_of("model.name", cfg.model.name, MODELS)
+    one_of("data.dataset", cfg.data.dataset, DATASETS)
+    one_of("optim.name", cfg.optim.name.lower(), OPTIMIZERS)
+    one_of("optim.unit", cfg.optim.unit, SCHEDULE_UNITS)
+    one_of("data.loader", cfg.data.loader, LOADERS)
+    one_of("loss.id_reduction", cfg.loss.id_reduction, ID_REDUCTIONS)
+    one_of("train.sync_bn", str(cfg.train.sync_bn).strip().lower(), SYNC_BN)
+    one_of("optim.warmup_method", cfg.optim.warmup_method, WARMUP_METHODS)
+    if cfg.model.name in REID_MODELS:
+        one_of("loss.triplet_on", cfg.loss.triplet_on, TRIPLET_MODES)
     cfg.model.kwargs = check_options(cfg.model.name, cfg.model.kwargs)
-    one_of("span.area_mode", cfg.span.area_mode, ("code", "paper"))
-    one_of("span.area_reduction", cfg.span.area_reduction, ("sum", "mean"))
+    one_of("span.area_mode", cfg.span.area_mode, AREA_MODES)
+    one_of("span.area_reduction", cfg.span.area_reduction, AREA_REDUCTIONS)
     for key in ("data.p", "data.k", "data.height", "data.width", "data.batch_size", "train.log_every"):
         sec, name = key.split(".")
         if getattr(getattr(cfg, sec), name) < 1:

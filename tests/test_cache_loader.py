@@ -4,7 +4,6 @@ choice between it and the per-image loader."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import make_tiny_veri  # noqa: E402
+from helpers import make_tiny_veri
 
-from reidlib.data.batch_augment import BatchAugment  # noqa: E402
-from reidlib.data.cache import ImageCache, fits  # noqa: E402
-from reidlib.data.dataset import build_transforms, read_image_rgb  # noqa: E402
-from reidlib.data.records import Record  # noqa: E402
+from reidlib.data.batch_augment import BatchAugment
+from reidlib.data.cache import ImageCache, fits
+from reidlib.data.dataset import build_transforms, read_image_rgb
+from reidlib.data.records import Record
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 
 from reidlib.claims import per_query
 from reidlib.claims.checks import check_table, check_verdicts
-from reidlib.claims.verdicts import CLAIMS, claims_for, compare_with_paper, evaluate_claims, summary_table
+from reidlib.ablations import CLAIMS, EXPERIMENTS, experiment
+from reidlib.claims.verdicts import compare_with_paper, evaluate_claims, summary_table
 from reidlib.claims.stats import (Interval, bootstrap_interval, combine_verdicts, contrast, paired_bootstrap,
                            verdict)
 
@@ -112,7 +113,8 @@ def _aggregation_arrays(gap: float, n: int = 300, seed: int = 0) -> dict:
 
 @pytest.mark.parametrize("gap,expected", [(0.05, "holds"), (-0.05, "contradicted"), (0.0, "inconclusive")])
 def test_constructed_cases_give_the_expected_verdict(gap, expected):
-    verdicts, comparisons = evaluate_claims("span_aggregation", _aggregation_arrays(gap))
+    exp = experiment("span_aggregation")
+    verdicts, comparisons = evaluate_claims(exp.claims, _aggregation_arrays(gap), paper=exp.paper_numbers)
     row = verdicts[(verdicts["claim"].str.startswith("CPDM beats")) & (verdicts["metric"] == "mAP")].iloc[0]
     assert row["verdict"] == expected and bool(row["stated"])
     assert row["difference"] == pytest.approx(100 * gap, abs=1e-5)   # AP stored as float32
@@ -121,7 +123,7 @@ def test_constructed_cases_give_the_expected_verdict(gap, expected):
     same = verdicts[verdicts["claim"].str.startswith("concatenated")]
     assert set(same["verdict"]) == {"inconclusive"} and set(same["difference"]) == {0.0}
     assert set(verdicts["metric"]) == {"mAP", "R1"} and len(comparisons) == 2 * 3
-    check_verdicts(verdicts, claims_for("span_aggregation"), "constructed")
+    check_verdicts(verdicts, exp.claims, "constructed")
 
 
 def test_a_claim_over_several_rows_is_a_conjunction():
@@ -136,7 +138,7 @@ def test_a_claim_over_several_rows_is_a_conjunction():
         rr.query_first_rank = np.zeros(n, int)
         evals[row] = [{"rank_result": rr, "query": {"paths": [f"q{i}" for i in range(n)]}}]
     arrays = per_query.from_evaluations(evals, [0])
-    v, comps = evaluate_claims("musp_attentions", arrays)
+    v, comps = evaluate_claims(experiment("musp_attentions").claims, arrays)
     best = v[(v["claim"] == "n = 5 attentions gives the best mAP") & (v["metric"] == "mAP")].iloc[0]
     assert best["verdict"] == "contradicted" and best["difference"] == pytest.approx(-5.0)  # the weakest: 5 - 6
     more = v[v["claim"].str.startswith("four or more") & (v["metric"] == "mAP")].iloc[0]
@@ -147,7 +149,7 @@ def test_missing_rows_are_not_measured():
     arrays = _aggregation_arrays(0.05)
     arrays = {k: v for k, v in arrays.items() if not k.startswith("span_fc|")}
     arrays["rows"] = np.array(["baseline", "span_cat", "span_cpdm"])
-    v, _ = evaluate_claims("span_aggregation", arrays)
+    v, _ = evaluate_claims(experiment("span_aggregation").claims, arrays)
     assert set(v[v["claim"].str.startswith("concatenated")]["verdict"]) == {"not measured"}
 
 
@@ -157,7 +159,7 @@ def test_mask_claims_use_the_mean_iou_of_images():
             "m=0": np.full((n, 3), 0.40), "m=0.04": np.full((n, 3), 0.40)}
     ious["a=0.7"][:, 2] = np.nan                           # side never defined: mean over front, rear
     arrays = per_query.from_mask_ious({k: [v] for k, v in ious.items()}, [f"i{i}" for i in range(n)], [0])
-    v, _ = evaluate_claims("span_hyperparams", arrays)
+    v, _ = evaluate_claims(experiment("span_hyperparams").claims, arrays)
     a = v[v["claim"].str.startswith("a = 0.7")].iloc[0]
     m = v[v["claim"].str.startswith("m = 0.04")].iloc[0]
     assert a["verdict"] == "holds" and a["difference"] == pytest.approx(10.0)
@@ -169,7 +171,7 @@ def test_threshold_claims():
     arrays = per_query.from_mask_ious({"paper weights": [np.full((n, 3), 0.2)],
                                        "recon x10, larger digits": [np.full((n, 3), 0.8)]},
                                       [f"t{i}" for i in range(n)], [0])
-    v, _ = evaluate_claims("multidigit", arrays)
+    v, _ = evaluate_claims(experiment("multidigit").claims, arrays)
     assert v["verdict"].tolist() == ["contradicted", "holds"]
     assert v["difference"].tolist() == pytest.approx([-30.0, 30.0])
 
@@ -195,7 +197,7 @@ def test_summary_recomputes_verdicts_from_the_committed_files(tmp_path):
     per_query.save(exp / "per_query.npz", _aggregation_arrays(0.05))
     pd.DataFrame({"R1": [50.0, 51.0, 52.0, 55.0], "mAP": [30.0, 31.0, 29.0, 35.0]},
                  index=["baseline", "span_fc", "span_cat", "span_cpdm"]).to_csv(exp / "table.csv")
-    verdicts, side = summary_table(tmp_path)
+    verdicts, side = summary_table(tmp_path, EXPERIMENTS)
     mine = verdicts[verdicts["experiment"] == "SPAN Table 2 (VeRi-776)"]
     assert set(mine["verdict"]) <= {"holds", "inconclusive"} and len(mine) == 6
     others = verdicts[verdicts["experiment"] != "SPAN Table 2 (VeRi-776)"]
@@ -206,7 +208,7 @@ def test_summary_recomputes_verdicts_from_the_committed_files(tmp_path):
 
 def test_comparison_with_the_paper():
     ours = pd.DataFrame({"R1": [50.0, 55.0], "mAP": [30.0, 35.0]}, index=["baseline", "span_cpdm"])
-    cmp = compare_with_paper("span_aggregation", ours)
+    cmp = compare_with_paper(experiment("span_aggregation").paper_numbers, ours)
     assert cmp.loc["span_cpdm", "paper mAP"] == 68.9 and cmp.loc["span_cpdm", "ours mAP"] == 35.0
 
 
@@ -237,7 +239,7 @@ def test_page_checks_catch_wrong_tables():
 
 
 def test_page_checks_catch_inconsistent_verdicts():
-    claim = claims_for("musp_ese")
+    claim = experiment("musp_ese").claims
     good = pd.DataFrame([{"claim": claim[0].text, "metric": "R1", "verdict": "holds", "low": 0.5, "high": 2.0}])
     check_verdicts(good, claim, "ok")
     with pytest.raises(AssertionError, match="'holds' with an interval"):

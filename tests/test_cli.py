@@ -148,8 +148,7 @@ def test_cli_train_resume_evaluate(tmp_path, capsys, monkeypatch):
     """``train`` and ``evaluate`` through subprocesses, ``--resume`` in-process: 2 iterations +
     ``--resume`` to 3 end with the weights of 3 uninterrupted iterations, bit for bit, after exactly
     one more step; the evaluation's numbers are those of the checkpoint's features ranked here."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_engine import ref_euclidean, ref_metrics
+    from helpers import ref_euclidean, ref_metrics
 
     from reidlib.__main__ import main
     from reidlib.engine.evaluation import evaluate_reid

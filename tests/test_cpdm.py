@@ -9,37 +9,19 @@ from reidlib.metrics.distance import build_distance
 from reidlib.metrics.pairwise import cosine_distance, euclidean_distance
 from reidlib.errors import ConfigError
 
+from helpers import backend_fixture, ref_cpdm
 
-@pytest.fixture(autouse=True, params=["torch", "numba"])
-def cpdm_backend(request, monkeypatch):
-    """Every test here runs on both implementations of the inference tiles (numba is in the lock)."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("REIDLIB_CPDM_BACKEND", request.param)
-    return request.param
+
+#: every test here runs on both implementations of the inference tiles (numba is in the lock)
+cpdm_backend = backend_fixture("cpdm_backend", "REIDLIB_CPDM_BACKEND", ["torch", "numba"])
 
 
 # ---------------------------------------------------------------------------------------------
 # reference: a direct per-pair loop (float64)
 # ---------------------------------------------------------------------------------------------
 def loop_cpdm(fa, ra, fb, rb, squared=False, g=None):
-    fa, ra, fb, rb = (torch.as_tensor(x, dtype=torch.float64) for x in (fa, ra, fb, rb))
-    Na, P, _ = fa.shape
-    out = torch.zeros(Na, fb.shape[0], dtype=torch.float64)
-    for a in range(Na):
-        for b in range(fb.shape[0]):
-            dist = [float((fa[a, i] - fb[b, i]).norm()) for i in range(P)]
-            if squared:
-                dist = [x * x for x in dist]
-            if g is None:                                           # eq. (4)-(5)
-                prod = [float(ra[a, i] * rb[b, i]) for i in range(P)]
-                out[a, b] = sum(prod[i] / sum(prod) * dist[i] for i in range(P))
-            else:                                                   # eq. (9)-(10)
-                prod = [float(ra[a, i] * rb[b, i]) for i in range(1, P)]
-                s = sum(prod)
-                part = sum(prod[k] / s * dist[k + 1] for k in range(P - 1)) if s > 0 else 0.0
-                out[a, b] = part + g * dist[0]
-    return out
+    """:func:`helpers.ref_cpdm` (eqs. 4-5, or 9-10 with the global weight ``g``) as a float64 tensor."""
+    return torch.from_numpy(ref_cpdm(fa, ra, fb, rb, global_weight=g, squared=squared))
 
 
 def random_inputs(na, nb, P, d, seed=0, drop=0.3):

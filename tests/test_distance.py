@@ -146,7 +146,7 @@ def _imports(path: pathlib.Path) -> set:
 
 
 def test_layering_of_distance_modules():
-    cpdm_imports = _imports(ROOT / "reidlib" / "cpdm.py")
+    cpdm_imports = _imports(ROOT / "reidlib" / "metrics" / "cpdm.py")
     assert "reidlib.metrics.pairwise" in cpdm_imports
     assert not any(m.startswith("reidlib.metrics.distance") or m.startswith("reidlib.metrics.rank")
                    for m in cpdm_imports)

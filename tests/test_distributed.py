@@ -1,5 +1,5 @@
 """More than one process (reidlib.engine.distributed): 2 ranks on the CPU with gloo, launched with
-torch.multiprocessing and with torchrun, on the tiny VeRi-layout fixture of test_engine.py.
+torch.multiprocessing and with torchrun, on the tiny VeRi-layout fixture of tests/helpers.py.
 
 * equivalence: 2 ranks (P/2 identities x K each, SyncBatchNorm, loss on the gathered global batch)
   vs one process with the same global P x K batch: weights after one epoch (2 iterations) equal
@@ -41,13 +41,12 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import make_tiny_veri  # noqa: E402
+from helpers import make_tiny_veri
 
-from reidlib.data.batch_augment import BatchAugment  # noqa: E402
-from reidlib.data.loaders import SeededBatchSampler  # noqa: E402
-from reidlib.data.sampler import PKSampler, RandomBatchSampler  # noqa: E402
-from reidlib.errors import ConfigError  # noqa: E402
+from reidlib.data.batch_augment import BatchAugment
+from reidlib.data.loaders import SeededBatchSampler
+from reidlib.data.sampler import PKSampler, RandomBatchSampler
+from reidlib.errors import ConfigError
 
 ATOL = 1e-5
 GRAD_RTOL = 1e-4

@@ -8,7 +8,6 @@ import os
 import random
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -24,110 +23,10 @@ from reidlib.engine.trainer import Trainer, criterion_step, resolve_amp
 from reidlib.errors import ConfigError
 from reidlib.utils.device import seed_everything
 
+from helpers import assert_ranked_by, make_vehicleid, ref_cpdm, ref_euclidean
+from helpers import tiny_cfg as _tiny_cfg
+
 torch.set_num_threads(1)
-
-
-# ------------------------------------------------------------------------------------------------
-# a tiny VeRi-776-layout fixture: id-coloured vehicles, keypoint views, SynthVeRi-style label maps
-# ------------------------------------------------------------------------------------------------
-
-def make_tiny_veri(root: Path, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), per_id: int = 4, size: int = 32) -> Path:
-    rng = np.random.default_rng(0)
-    root = Path(root)
-    lists = {"image_train": [], "image_test": [], "image_query": []}
-    kp_lines = {"keypoint_train.txt": [], "keypoint_test.txt": []}
-
-    def write(folder: str, pid: int, cam: int, j: int) -> str:
-        name = f"{pid:04d}_c{cam:03d}_{1000 * pid + 10 * cam + j:08d}_0.jpg"
-        colour = np.array([(pid * 67) % 256, (pid * 131) % 256, (pid * 29) % 256], np.uint8)
-        img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        lab = np.zeros((size, size), np.uint8)
-        x0 = int(rng.integers(2, 8))
-        img[8:24, x0:x0 + 20] = colour
-        orient = int(rng.integers(0, 8))
-        lab[8:24, x0:x0 + 10] = 1 if orient in (0, 3, 6) else 2
-        lab[8:24, x0 + 10:x0 + 20] = 3
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / "masks" / folder).mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / folder / name), img)
-        cv2.imwrite(str(root / "masks" / folder / (name[:-4] + ".png")), lab)
-        kp = "keypoint_train.txt" if folder == "image_train" else "keypoint_test.txt"
-        kp_lines[kp].append(" ".join([f"{folder}/{name}"] + ["-1"] * 40 + [str(orient)]))
-        lists[folder].append(name)
-        return name
-
-    for pid in train_ids:
-        for j in range(per_id):
-            write("image_train", pid, 1 + j % 2, j)
-    for pid in test_ids:
-        for j in range(per_id):
-            write("image_test", pid, 1 + j % 3, j)
-        write("image_query", pid, 9, 0)
-    for folder, lst in (("image_train", "name_train.txt"), ("image_test", "name_test.txt"),
-                        ("image_query", "name_query.txt")):
-        (root / lst).write_text("\n".join(lists[folder]) + "\n")
-    for kp, lines in kp_lines.items():
-        (root / kp).write_text("\n".join(lines) + "\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_veri(tmp_path_factory) -> Path:
-    return make_tiny_veri(tmp_path_factory.mktemp("veri"))
-
-
-# ------------------------------------------------------------------------------------------------
-# independent references for the evaluation checks (plain loops, float64, no reidlib code);
-# also used by test_wiring.py and test_cli.py
-# ------------------------------------------------------------------------------------------------
-
-def ref_euclidean(qf, gf) -> np.ndarray:
-    """``[Nq, Ng]`` Euclidean distances of ``[N, P, d]`` features flattened to ``[N, P*d]``."""
-    q = np.asarray(qf, np.float64).reshape(len(qf), -1)
-    g = np.asarray(gf, np.float64).reshape(len(gf), -1)
-    return np.array([[np.sqrt(((a - b) ** 2).sum()) for b in g] for a in q])
-
-
-def ref_cpdm(qf, qa, gf, ga, global_weight=None) -> np.ndarray:
-    """CPDM pair by pair: SPAN eqs. (4)-(5) (weights over all P parts, AR_0 = 1), or MUSP
-    eqs. (9)-(10) with ``global_weight`` (weights over the parts 1..P-1, global term fixed)."""
-    qf, qa, gf, ga = (np.asarray(x, np.float64) for x in (qf, qa, gf, ga))
-    first = 0 if global_weight is None else 1
-    out = np.zeros((len(qf), len(gf)))
-    for a in range(len(qf)):
-        for b in range(len(gf)):
-            dist = np.sqrt(((qf[a] - gf[b]) ** 2).sum(axis=1))            # [P]
-            co = qa[a] * ga[b]
-            w = co[first:] / co[first:].sum() if co[first:].sum() > 0 else np.zeros_like(co[first:])
-            out[a, b] = (w * dist[first:]).sum() + (0.0 if global_weight is None else global_weight * dist[0])
-    return out
-
-
-def ref_metrics(dist, q_pids, g_pids, q_cams, g_cams) -> dict:
-    """R1 / mAP / mINP in percent under the VeRi-776 (Market-1501) protocol: gallery images of the
-    query's id *and* camera removed, AP = mean precision at each true match, stable sort."""
-    aps, r1, inps = [], [], []
-    for i in range(len(q_pids)):
-        order = np.argsort(dist[i], kind="stable")
-        keep = ~((np.asarray(g_pids)[order] == q_pids[i]) & (np.asarray(g_cams)[order] == q_cams[i]))
-        match = np.asarray(g_pids)[order][keep] == q_pids[i]
-        if not match.any():
-            continue
-        pos = np.flatnonzero(match)
-        aps.append(np.mean((np.arange(len(pos)) + 1) / (pos + 1)))
-        r1.append(float(match[0]))
-        inps.append(len(pos) / (pos[-1] + 1))
-    return {"R1": 100 * np.mean(r1), "mAP": 100 * np.mean(aps), "mINP": 100 * np.mean(inps)}
-
-
-def assert_ranked_by(m: dict, dist: np.ndarray) -> None:
-    """``m`` (an ``evaluate_reid`` result with ``return_features`` and ``return_distmat``) ranked
-    the matrix ``dist`` (computed independently) and its metrics are those of ``dist``."""
-    q, g = m["query"], m["gallery"]
-    np.testing.assert_allclose(np.asarray(m["distmat"], np.float64), dist, rtol=1e-4, atol=1e-4)
-    ref = ref_metrics(dist, q["pids"], g["pids"], q["camids"], g["camids"])
-    for key in ("R1", "mAP", "mINP"):
-        assert m[key] == pytest.approx(ref[key], abs=1e-6), key
 
 
 # ------------------------------------------------------------------------------------------------
@@ -427,18 +326,6 @@ def test_non_finite_loss_raises():
 # tasks
 # ------------------------------------------------------------------------------------------------
 
-def _tiny_cfg(root: Path, out: Path, model: str = "baseline", **extra):
-    from reidlib.config import load_config
-
-    over = {"data.root": str(root), "data.height": 32, "data.width": 32, "data.p": 2, "data.k": 2,
-            "data.num_workers": 0, "data.batch_size": 4, "model.backbone": "resnet18", "optim.unit": "iter",
-            "optim.max_iters": 3, "optim.milestones": [2], "optim.warmup_iters": 1, "train.out_dir": str(out),
-            "train.checkpoint_every": 2, "train.log_every": 1, "train.progress": False, "train.device": "cpu",
-            "eval.batch_size": 8, "eval.num_workers": 0, "span.size": 32, "foreground.size": 32}
-    over.update(extra)
-    return load_config(model=model, **over)
-
-
 def test_train_and_evaluate_reid_task(tiny_veri, tmp_path):
     from reidlib.engine.artifacts import load_model
     from reidlib.engine.evaluation import evaluate_reid
@@ -514,11 +401,6 @@ def test_foreground_task(tiny_veri, tmp_path):
 
 
 def test_evaluate_vehicleid_runs_all_trials_with_one_extraction(tmp_path, monkeypatch):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fixtures_data import make_vehicleid
-
     from reidlib.engine.evaluation import evaluate_reid
     from reidlib.models.registry import build_model
 

@@ -127,7 +127,7 @@ def test_sigterm_keeps_results_and_failed_notebook(lab):
     assert proc.returncode == 2, err
     # one line of ours (the kernel may log its own shutdown noise above it), never our traceback
     assert err.strip().splitlines()[-1].startswith("error: toy.ipynb interrupted (signal 15)")
-    assert "reidlib/experiments.py" not in err and "papermill" not in err
+    assert "reidlib/runner/" not in err and "papermill" not in err
     assert _committed(results) == before and not _leftovers(results)
     assert (results / "smoke" / "toy.failed.ipynb").is_file()
 
@@ -139,7 +139,7 @@ def test_timeout_is_a_short_error_and_keeps_results(lab):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert err.strip().splitlines()[-1].startswith("error: toy.ipynb: a cell ran longer than --timeout 2 s"), err
-    assert "reidlib/experiments.py" not in err and "papermill" not in err
+    assert "reidlib/runner/" not in err and "papermill" not in err
     assert _committed(results) == before and not _leftovers(results)
     assert (results / "smoke" / "toy.failed.ipynb").is_file()
 
@@ -171,7 +171,9 @@ def test_a_commit_killed_half_way_is_finished_by_the_next_run(lab):
     os.replace(out / "toy-moved", out / "toy-new")
     os.replace(out / "toy", tmp / "old")                  # ... the old table is set aside
     os.replace(out / "toy-new", out / "toy")
-    runner._recover(out, "toy")
+    from reidlib.runner import transaction
+
+    transaction._recover(out, "toy")
     assert json.loads((out / "toy.json").read_text())["metrics"] == {"seed": 99}
     assert (out / "toy" / "t.csv").read_text().endswith("99\n") and not _leftovers(results)
 
@@ -250,8 +252,7 @@ def test_resume_refuses_a_changed_learning_rate(tmp_path):
 
 
 def test_cli_resume_with_changed_lr_exits_with_the_reason(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fixtures_data import make_veri776
+    from helpers import make_veri776
 
     make_veri776(tmp_path / "veri")
     data = tmp_path / "veri"
@@ -268,8 +269,7 @@ def test_cli_resume_with_changed_lr_exits_with_the_reason(tmp_path):
 
 
 def test_cli_evaluate_with_no_valid_query_fails_and_writes_no_nan(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fixtures_data import make_veri776
+    from helpers import make_veri776
 
     from reidlib.engine.training import train_reid
 

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from fixtures_data import make_vehicleid, make_veri776, make_veriwild, truncate
-except ImportError:  # tests/ imported as a package
-    from tests.fixtures_data import make_vehicleid, make_veri776, make_veriwild, truncate  # noqa
+from helpers import make_vehicleid, make_veri776, make_veriwild, truncate
 
 from reidlib.data import VehicleID, VeRi776, VERIWild
 from reidlib.data.synth import generate, load_manifest, verify

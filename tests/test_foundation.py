@@ -131,7 +131,9 @@ def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch
     monkeypatch.setenv("REIDLIB_HOME", str(tmp_path))
     first = git("rev-parse", "HEAD")
     p = provenance("smoke", {"seed": 3})
-    assert (p["commit"], p["dirty"], p["seeds"], p["profile"]) == (first, False, [3], "smoke")
+    assert (p["commit"], p["dirty"], p["seeds"], p["profile"]) == (first, False, [0], "smoke")
+    assert p["seeds_by_meaning"]["data_seed"] == 3 and p["seeds_by_meaning"]["training_seeds"] == [0]
+    assert provenance("gpu", {"seed": 0})["seeds"] == [0, 1, 2]         # what a gpu run trains
     (tmp_path / "untracked.txt").write_text("x")
     (tmp_path / "results" / "r.json").write_text('{"new": 1}')
     assert provenance("smoke", {})["dirty"] is False
@@ -234,3 +236,12 @@ def test_the_book_shows_where_a_run_was_moved_not_its_temporary_folder():
     assert 'results_dir = "results/cpu/span_pilot"' in shown
     assert ".run-" not in shown and "/home/u" not in shown
     assert 'profile = "cpu"' in shown and "seed = 0" in shown and "moved here" in shown
+
+
+def test_home_is_the_checkout_the_package_was_imported_from(monkeypatch):
+    """Without ``REIDLIB_HOME``, data, runs and results live in the source checkout (never in the
+    caller's working directory, e.g. ``notebooks/`` where papermill runs a kernel)."""
+    monkeypatch.delenv("REIDLIB_HOME", raising=False)
+    root = Path(__file__).resolve().parent.parent
+    assert paths.home() == root and (root / "pyproject.toml").is_file()
+    assert paths.runs_dir("cpu") == root / "runs" / "cpu"

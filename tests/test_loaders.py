@@ -7,10 +7,7 @@ import warnings
 import pytest
 import torch
 
-try:
-    from fixtures_data import expected_indices, make_vehicleid, make_veri776, make_veriwild
-except ImportError:  # tests/ imported as a package
-    from tests.fixtures_data import expected_indices, make_vehicleid, make_veri776, make_veriwild  # noqa
+from helpers import expected_indices, make_vehicleid, make_veri776, make_veriwild
 
 from reidlib.data import ImageDataset, PKSampler, Record, VehicleID, VeRi776, VERIWild, build_transforms, relabel
 from reidlib.data.views import orientation_to_view5

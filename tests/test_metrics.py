@@ -11,6 +11,8 @@ import torch
 from reidlib.metrics import (RankResult, evaluate_features, evaluate_rank, pairwise_distance,
                              re_ranking)
 
+from helpers import backend_fixture
+
 
 # ---------------------------------------------------------------------------------------------
 # plain reference: stable argsort, drop junk, cumulative sums (and the MATLAB kit's AP loop)
@@ -66,13 +68,8 @@ def assert_same(res: RankResult, ref: dict, ap: str):
     np.testing.assert_allclose(res.query_ap[valid], ref["ap_lists"][ap], rtol=0, atol=1e-12)
 
 
-@pytest.fixture(autouse=True, params=["numpy", "numba"])
-def rank_backend(request, monkeypatch):
-    """Every test here runs on both ranking implementations (numba is in the lock, so CI has it)."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("REIDLIB_RANK_BACKEND", request.param)
-    return request.param
+#: every test here runs on both ranking implementations (numba is in the lock, so CI has it)
+rank_backend = backend_fixture("rank_backend", "REIDLIB_RANK_BACKEND", ["numpy", "numba"])
 
 
 def test_backend_switch(rank_backend):

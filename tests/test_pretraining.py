@@ -12,10 +12,10 @@ from reidlib.study.profiles import PROFILES
 
 def test_every_profiles_pretraining_data_share_no_vehicle_with_its_evaluation_data():
     for name, prof in PROFILES.items():
-        if prof["synth_preset"] == "veri":          # the same plan code; checked on the smaller presets
+        if prof.synth_preset == "veri":          # the same plan code; checked on the smaller presets
             continue
-        seed = first_disjoint_seed(prof["synth_preset"], [0], 1000)
-        assert shared_vehicles(prof["synth_preset"], seed, prof["synth_preset"], 0) == {
+        seed = first_disjoint_seed(prof.synth_preset, [0], 1000)
+        assert shared_vehicles(prof.synth_preset, seed, prof.synth_preset, 0) == {
             "identities": 0, "detail combinations": 0, "plates": 0}, name
 
 
@@ -40,7 +40,7 @@ def test_the_standin_backbone_is_a_torchvision_state_dict(tmp_path):
     tiny = {"synth_preset": "tiny", "pretrain_iters": 1, "batch_p": 2, "batch_k": 2, "num_workers": 0}
     study = Study("smoke", "cpu", cache_dir=str(tmp_path / "runs"), data_dir=str(tmp_path / "data"),
                   overrides=tiny)
-    assert study.init == "standin" and study.pretrain_seed != study.seed
+    assert study.init == "standin" and study.pretrain_seed != study.data_seed
     path, info = study.pretrained_backbone("resnet18")
     state = torch.load(path, weights_only=True)
     assert "conv1.weight" in state and "layer4.1.bn2.running_var" in state
@@ -50,5 +50,5 @@ def test_the_standin_backbone_is_a_torchvision_state_dict(tmp_path):
     pre = {r.path.split("/")[-1] for r in study.pretraining_dataset().train}
     assert study.pretraining_dataset().root != study.root and len(pre) > len(study.data.train)
     # every model of the study starts from it
-    assert study.reid_config("baseline", 0)["model.weights"] == str(path)
-    assert study.span_config(0)["model.weights"] == str(path)
+    assert study.reid_config("baseline", 0).model.weights == str(path)
+    assert study.span_config(0).model.weights == str(path)

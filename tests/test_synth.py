@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from reidlib.data.synth import generate, load_manifest, verify
-from reidlib.data.synth import writer as synth_writer
 from reidlib.data.synth.writer import SynthFolderError
 from reidlib.data.views import PART_LABELS, orientation_to_view5, yaw_to_orientation8
 
@@ -195,18 +194,9 @@ def test_foreign_folder_refused(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_interrupted_run_detected_and_resumed(root, tmp_path, monkeypatch):
+def test_interrupted_run_detected_and_resumed(root, tmp_path, interrupt_after):
     out = tmp_path / "cut"
-    real = synth_writer._render_chunk
-    calls = []
-
-    def dies_after_five(task):
-        if len(calls) == 5:
-            raise KeyboardInterrupt("simulated interruption")
-        calls.append(task[0])
-        return real(task)
-
-    monkeypatch.setattr(synth_writer, "_render_chunk", dies_after_five)
+    calls, resumed = interrupt_after(5)
     with pytest.raises(KeyboardInterrupt):
         generate(out, preset="tiny", image_size=SIZE, seed=0, workers=1, progress=False)
     assert (out / ".incomplete").exists() and not (out / "manifest.json").exists()
@@ -215,8 +205,6 @@ def test_interrupted_run_detected_and_resumed(root, tmp_path, monkeypatch):
     with pytest.raises(SynthFolderError, match="interrupted"):
         generate(out, preset="tiny", image_size=SIZE, seed=3, workers=1, progress=False)
 
-    resumed = []
-    monkeypatch.setattr(synth_writer, "_render_chunk", lambda task: resumed.append(task[0]) or real(task))
     generate(out, preset="tiny", image_size=SIZE, seed=0, workers=1, progress=False)
     assert not set(resumed) & set(calls) and len(resumed) == 26 - 5      # finished chunks kept
     assert not (out / ".incomplete").exists() and not (out / ".partial").exists()

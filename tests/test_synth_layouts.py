@@ -12,7 +12,6 @@ import pytest
 
 from reidlib.data import VehicleID, VeRi776, VERIWild
 from reidlib.data.synth import generate, load_manifest, mask_path, verify
-from reidlib.data.synth import writer as synth_writer
 from reidlib.data.synth.writer import SynthFolderError
 from reidlib.data.views import PART_LABELS, orientation_to_view5
 from reidlib.errors import ConfigError
@@ -196,25 +195,14 @@ def test_layout_deterministic_across_workers(roots, tmp_path):
     assert verify(other) == []
 
 
-def test_layout_resume(roots, tmp_path, monkeypatch):
+def test_layout_resume(roots, tmp_path, interrupt_after):
     out = tmp_path / "cut"
-    real = synth_writer._render_chunk
-    calls = []
-
-    def dies_after_four(task):
-        if len(calls) == 4:
-            raise KeyboardInterrupt("simulated interruption")
-        calls.append(task[0])
-        return real(task)
-
-    monkeypatch.setattr(synth_writer, "_render_chunk", dies_after_four)
+    calls, resumed = interrupt_after(4)
     with pytest.raises(KeyboardInterrupt):
         generate(out, preset="tiny", image_size=SIZE, seed=0, workers=1, layout="vehicleid", progress=False)
     assert (out / ".incomplete").exists() and not (out / "manifest.json").exists()
     with pytest.raises(SynthFolderError, match="layout='veriwild'"):
         generate(out, preset="tiny", image_size=SIZE, seed=0, workers=1, layout="veriwild", progress=False)
-    resumed = []
-    monkeypatch.setattr(synth_writer, "_render_chunk", lambda task: resumed.append(task[0]) or real(task))
     generate(out, preset="tiny", image_size=SIZE, seed=0, workers=1, layout="vehicleid", progress=False)
     assert not set(resumed) & set(calls) and len(resumed) == 26 - 4
     assert (out / "manifest.json").read_bytes() == (roots["vehicleid"] / "manifest.json").read_bytes()

@@ -1,7 +1,7 @@
 """Wiring: run configuration -> task -> model, loss, checkpoint and evaluation, end to end.
 
 Each test trains through the public task functions (``train_reid``, ``train_span``) on the tiny
-VeRi-layout fixture of ``test_engine.py`` and compares what the run did with a computation written
+VeRi-layout fixture ``tiny_veri`` (tests/conftest.py) and compares what the run did with a computation written
 here from the papers' equations: the loss of the first training step (recomputed from a copy of the
 model and the batch the trainer actually used), the ranking of the evaluation, and exact resumption
 (bit-identical weights, and proof that the second call resumed instead of starting over).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,16 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import _tiny_cfg, assert_ranked_by, make_tiny_veri, ref_cpdm  # noqa: E402
+from helpers import assert_ranked_by, ref_cpdm
+from helpers import tiny_cfg as _tiny_cfg
 
-from reidlib.engine.trainer import Trainer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_veri(tmp_path_factory) -> Path:
-    return make_tiny_veri(tmp_path_factory.mktemp("veri"))
-
+from reidlib.engine.trainer import Trainer
+from reidlib.models.registry import MODELS
 
 @pytest.fixture
 def steps(monkeypatch):
@@ -218,12 +212,15 @@ def _resume_cfg(tiny_veri, out: Path, model: str, span_ckpt: Path, iters: int, c
                       "optim.momentum": 0.0, "optim.lr": 0.01})
     elif model == "musp":
         extra.update({"model.kwargs.num_attentions": 3})
+    elif model == "foreground":
+        extra.update({"foreground.source": "gt"})       # the fixture's label maps, not GrabCut
     return _tiny_cfg(tiny_veri, out, model, **extra)
 
 
-@pytest.mark.parametrize("model", ["span-masks", "span", "musp"])
+@pytest.mark.parametrize("model", list(MODELS))
 def test_resume_is_exact_for_every_task(tiny_veri, tmp_path, span_checkpoint, steps, model):
-    """SPAN step 1 (``train_span``), SPAN step 2 (``train_reid`` with model span) and MUSP: 4
+    """Every model of the registry through its task (``run_training``: SPAN step 1, the re-ID
+    models incl. SPAN step 2, the foreground network): 4
     iterations straight give the same weights, bit for bit, as 2 + resume + 2 (checkpoint in the
     middle of an epoch); the resumed call runs 2 steps, not 4, keeps the first run's log lines as
     written, and does not warn about overwriting a checkpoint."""

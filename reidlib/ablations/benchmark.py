@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from reidlib.ablations.experiment import Experiment, FigureText
 from reidlib.metrics import pairwise_distance
 
 METHODS = ("colour_histogram", "random_cnn")
@@ -151,3 +152,17 @@ def _random_cnn(q_images, g_images, q_masks, g_masks, q_in_g, seed):
 
 #: method -> ``(query features, gallery features)``
 _FEATURES = {"colour_histogram": _colour, "colour_histogram_fg": _colour_fg, "random_cnn": _random_cnn}
+
+
+#: the relations of :func:`difficulty_table` (``overall``: the whole gallery)
+RELATIONS = ("overall", "same", "adjacent", "opposite")
+
+SYNTHVERI = Experiment(
+    "synthveri", "SynthVeRi: the benchmark", "benchmark", rows=tuple(f"{m}={r}" for m in METHODS for r in RELATIONS),
+    figures={"samples_by_camera": FigureText(
+        "Samples per camera: each camera has its own elevation, lighting, colour cast, background and noise. "
+        "Overlays: front, rear, side and roof masks.",
+        "SynthVeRi samples, one row per camera, with ground-truth part masks overlaid"),
+        "samples_by_view": FigureText(
+        "Samples per view class (F, R, S, FS, RS) with the ground-truth part masks.",
+        "SynthVeRi samples grouped by SPAN view class F, R, S, FS, RS with part masks overlaid")})

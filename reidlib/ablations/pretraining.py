@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reidlib.ablations.experiment import Experiment, FigureText
 from reidlib.study import Study
 
 __all__ = ["pretraining_design", "leakage_table", "learning_curve", "transfer_table"]
@@ -23,14 +24,14 @@ def pretraining_design(study: Study) -> pd.DataFrame:
     """What the stand-in is trained on and how (one row per setting)."""
     ds = study.pretraining_dataset()
     rows = {
-        "data": f"SynthVeRi {study.prof['synth_preset']} at {study.prof['image_size']} px, seed "
-                f"{study.pretrain_seed} (the evaluation data: seed {study.seed})",
+        "data": f"SynthVeRi {study.prof.synth_preset} at {study.prof.image_size} px, seed "
+                f"{study.pretrain_seed} (the evaluation data: seed {study.data_seed})",
         "images (train + query + gallery of that folder)": len(ds.train),
         "identities": len({r.pid for r in ds.train}),
-        "model": f"strong baseline, {study.prof['reid_backbone']}, last stride 1",
-        "iterations": study.prof["pretrain_iters"],
-        "batch": f"P x K = {study.prof['batch_p']} x {study.prof['batch_k']}",
-        "input": f"{study.prof['input_size'][0]} x {study.prof['input_size'][1]}",
+        "model": f"strong baseline, {study.prof.reid_backbone}, last stride 1",
+        "iterations": study.prof.pretrain_iters,
+        "batch": f"P x K = {study.prof.batch_p} x {study.prof.batch_k}",
+        "input": f"{study.prof.input_size[0]} x {study.prof.input_size[1]}",
     }
     return pd.DataFrame({"setting": list(rows), "value": [str(v) for v in rows.values()]})
 
@@ -42,8 +43,8 @@ def leakage_table(study: Study) -> pd.DataFrame:
 
     from reidlib.data.synth.disjoint import shared_vehicles
 
-    preset = study.prof["synth_preset"]
-    shared = shared_vehicles(preset, study.pretrain_seed, preset, study.seed)
+    preset = study.prof.synth_preset
+    shared = shared_vehicles(preset, study.pretrain_seed, preset, study.data_seed)
 
     def hashes(recs):
         return {hashlib.sha1(Path(r.path).read_bytes()).hexdigest() for r in recs}
@@ -64,7 +65,7 @@ def learning_curve(study: Study) -> pd.DataFrame:
     """The stand-in's training log (iteration, losses, ID accuracy)."""
     from reidlib.engine.logging import read_log
 
-    _, info = study.pretrained_backbone(study.prof["reid_backbone"])
+    _, info = study.pretrained_backbone(study.prof.reid_backbone)
     return read_log(Path(info["out_dir"]) / "log.jsonl")
 
 
@@ -73,3 +74,11 @@ def transfer_table(study: Study) -> pd.DataFrame:
     against an untrained network of the same architecture: the levels every fine-tuned model of
     the book starts from (:meth:`reidlib.study.Study.reference_levels`)."""
     return study.reference_levels()
+
+
+PRETRAINING = Experiment(
+    "pretraining", "A stand-in for ImageNet", "benchmark",
+    figures={"learning_curve": FigureText("The stand-in's learning curve.",
+                                          "Training loss and ID accuracy of the stand-in backbone against iterations")})
+
+__all__ += ["PRETRAINING"]

@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from reidlib.ablations.experiment import Experiment, FigureText, intervals_caption
+from reidlib.claims import paper
+from reidlib.claims.verdicts import Claim, beats, reid_claim
 from reidlib.study import Study, Variant
 from reidlib.utils.io import atomic_path
 
@@ -81,15 +84,15 @@ def mask_eval_records(study: Study, split: str = "gallery", max_images: int = MA
                       seed: Optional[int] = None) -> list:
     """The images every mask table of a study is measured on: ``max_images`` records of ``split``
     with a view label, round-robin over (identity, view class) groups
-    (:func:`reidlib.data.masks.stratified_records`, seed ``study.seed`` unless given)."""
+    (:func:`reidlib.data.masks.stratified_records`, seed ``study.eval_seed`` unless given)."""
     from reidlib.data.masks import stratified_records
 
     recs = [r for r in getattr(study.data, split) if r.view is not None]
-    return stratified_records(recs, max_images, seed=study.seed if seed is None else seed)
+    return stratified_records(recs, max_images, seed=study.eval_seed if seed is None else seed)
 
 
 def _eval_size(study: Study, eval_size: Optional[tuple[int, int]]) -> tuple[int, int]:
-    size = tuple(study.prof["input_size"]) if eval_size is None else eval_size
+    size = tuple(study.prof.input_size) if eval_size is None else eval_size
     return int(size[0]), int(size[1])
 
 
@@ -103,7 +106,7 @@ def _span_mask_eval(study: Study, span, recs: Sequence, eval_size: Optional[tupl
     from reidlib.metrics.masks import part_mask_ious, span_target_ious
     from reidlib.utils.device import resolve_device
 
-    size = (span_size or study.prof["span_size"],) * 2    # the images at SPAN's input size
+    size = (span_size or study.prof.span_size,) * 2    # the images at SPAN's input size
     ds = MaskDataset(recs, fg_source="gt", size=size, mask_size=_eval_size(study, eval_size))
     dev = resolve_device(study.device)
     span = span.to(dev).eval()
@@ -194,11 +197,11 @@ def _mask_results(study: Study, settings: Mapping[Any, dict], max_images: int = 
     units = [r.path for r in recs]
     rows, ious, spans = {}, {}, {}
     for key, overrides in settings.items():
-        span, _ = study.span_model(study.seed, **overrides)
+        span, _ = study.span_model(study.seeds[0], **overrides)
         both = _span_mask_eval(study, span, recs)
         spans[key], ious[key] = span, [both["target"]]
         rows[key] = {**iou_row(both["target"]), "faces mean IoU": iou_row(both["faces"])["mean IoU"]}
-    arrays = per_query.from_mask_ious({_row_name(k): v for k, v in ious.items()}, units, [study.seed])
+    arrays = per_query.from_mask_ious({_row_name(k): v for k, v in ious.items()}, units, study.seeds[:1])
     return pd.DataFrame.from_dict(rows, orient="index"), spans, arrays
 
 
@@ -217,22 +220,19 @@ def foreground_net(study: Study, seed: Optional[int] = None):
     from reidlib.data.masks import view_balanced_subset
     from reidlib.engine.training import train_foreground
 
-    seed = study.seed if seed is None else seed
+    seed = study.seeds[0] if seed is None else seed
     # the same view-balanced training subset as SPAN step 1 (its GrabCut masks are cached already)
     labelled = [r for r in study.data.train if r.view is not None]
-    subset = view_balanced_subset(labelled, study.prof["span_per_view"], seed=seed)
-    cfg = study._base("foreground", seed, study.prof["span_iters"])
-    cfg.update({"model.backbone": study.prof["span_backbone"], "foreground.size": study.prof["span_size"],
-                "model.weights": study.backbone_weights(study.prof["span_backbone"]),
-                "data.batch_size": study.prof["span_batch"], "foreground.source": "grabcut",
-                "optim.lr": 1e-3, "optim.milestones": []})
+    subset = view_balanced_subset(labelled, study.prof.span_per_view, seed=seed)
+    cfg = study.foreground_config(seed)
     return study.cached("foreground", cfg, lambda c, resume: train_foreground(c, records=subset, resume=resume),
-                        extra=("view_balanced", study.prof["span_per_view"]))
+                        extra=("view_balanced", study.prof.span_per_view))
 
 
-def foreground_quality(study: Study, max_images: int = 200, train_net: bool = True) -> pd.DataFrame:
-    """IoU against SynthVeRi's true foreground (test images) of the targets SPAN can learn from:
-    GrabCut pseudo-masks and the foreground network trained on them (the authors' procedure)."""
+def foreground_quality(study: Study, max_images: Optional[int] = None, train_net: bool = True) -> pd.DataFrame:
+    """IoU against SynthVeRi's true foreground (test images; ``max_images``, default the profile's
+    ``foreground_eval_images``) of the targets SPAN can learn from: GrabCut pseudo-masks and the
+    foreground network trained on them (the authors' procedure)."""
     import cv2
 
     from reidlib.data.grabcut import grabcut_foreground
@@ -240,8 +240,9 @@ def foreground_quality(study: Study, max_images: int = 200, train_net: bool = Tr
     from reidlib.engine.foreground import predict_foreground
     from reidlib.metrics.masks import foreground_iou
 
+    max_images = study.prof.foreground_eval_images if max_images is None else max_images
     recs = list(study.data.gallery)[:max_images]
-    size = study.prof["input_size"][0]
+    size = study.prof.input_size[0]
     gts, grab = [], []
     for r in recs:
         img = cv2.cvtColor(cv2.imread(r.path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -307,7 +308,7 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
     from reidlib.engine.checkpoint import checkpoints_newest_first
     from reidlib.engine.training import train_span
 
-    iters = study.prof["span_iters"]
+    iters = study.prof.span_iters
     every = max(1, iters // points)
     recs = mask_eval_records(study, max_images=max_images)
     rows = []
@@ -315,10 +316,11 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
     study.keep_state = True                        # the intermediate checkpoints are this page's data
     try:
         for name, s in settings.items():
-            weights = None if s["init"] == "random" else study.backbone_weights(study.prof["span_backbone"])
-            cfg = study.span_config(study.seed, **SPAN_LOSS_SWITCHES["full"])
-            cfg.update({"model.kwargs": dict(s["options"]), "model.weights": weights, "span.size": s["size"],
-                        "train.checkpoint_every": every, "train.keep_last": points})
+            weights = None if s["init"] == "random" else study.backbone_weights(study.prof.span_backbone)
+            cfg = study.span_config(study.seeds[0], **SPAN_LOSS_SWITCHES["full"],
+                                    **{"model.kwargs": dict(s["options"]), "model.weights": weights,
+                                       "span.size": s["size"], "train.checkpoint_every": every,
+                                       "train.keep_last": points})
             span, info = study.cached("span-masks", cfg, lambda c, resume: train_span(c, resume=resume))
             # The curve is kept beside the run: once the intermediate checkpoints are deleted, a
             # later call reads it instead of scoring the finished model alone.
@@ -345,3 +347,76 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
     finally:
         study.keep_state = keep
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# the book's pages (:class:`reidlib.ablations.experiment.Experiment`)
+# ------------------------------------------------------------------------------------------------
+
+def loss_design(switches: Mapping[str, dict] = SPAN_LOSS_SWITCHES) -> pd.DataFrame:
+    """The design of the masks page: one row per loss combination, the terms of eq. 6 it switches."""
+    return pd.DataFrame(switches).T
+
+
+def pilot_design(settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS) -> pd.DataFrame:
+    """The design of the pilot: one row per setting, its mask-network options and initialisation."""
+    return pd.DataFrame([{"setting": k, **s["options"], "init": s["init"]} for k, s in settings.items()])
+
+
+def span_masks_figure(study: Study, span, n_images: int = 5):
+    """SPAN's front, rear and side masks on ``n_images`` test images of different views, at SPAN's
+    input size (:meth:`reidlib.study.Study.example_batch`)."""
+    from reidlib.viz import attention_maps
+
+    images, _ = study.example_batch(n=n_images, size=study.prof.span_size)
+    masks = span.eval()(images).detach()
+    return attention_maps(images, masks, names=["front", "rear", "side"])
+
+
+_PAPER = "SPAN + CPDM"
+
+SPAN_PILOT = Experiment(
+    "span_pilot", "SPAN step 1: choosing the settings", "span", _PAPER, rows=tuple(SPAN_PILOT_SETTINGS),
+    figures={"curves": FigureText(
+        "SPAN step 1 under each setting: mean IoU of its masks against iterations.",
+        "Mean mask IoU against training iterations for each SPAN step-1 setting, with the ceiling and "
+        "degenerate levels")})
+
+SPAN_MASKS = Experiment(
+    "span_masks", "SPAN Fig. 6 (part masks; mask IoU)", "span", _PAPER, "Fig. 6", rows=tuple(SPAN_LOSS_SWITCHES),
+    figures={"masks": FigureText(
+        "SPAN trained with all three losses: front, rear and side masks on test images of different views.",
+        "Test images followed by SPAN's predicted front, rear and side masks")})
+
+SPAN_LOSSES = Experiment(
+    "span_losses", "SPAN Table 1 (VeRi-776)", "span", _PAPER, "Table 1", SPAN_LOSS_VARIANTS,
+    paper_numbers=paper.SPAN_TABLE1,
+    claims=(reid_claim("SPAN trained with all three losses beats the baseline", "mAP", beats("full", "baseline")),
+            reid_claim("all three losses beat every partial combination", "mAP",
+                       beats("full", "only_recon"), beats("full", "wo_area"), beats("full", "wo_div"))),
+    figures={"intervals": intervals_caption(
+        "Table 1 rows: ours (dots, 95% bootstrap interval) and the paper's (diamonds, top axis: real data, "
+        "another scale).", "mAP and rank-1 of every row of SPAN Table 1 with 95% intervals, and the paper's numbers")})
+
+SPAN_AGGREGATION = Experiment(
+    "span_aggregation", "SPAN Table 2 (VeRi-776)", "span", _PAPER, "Table 2", SPAN_AGGREGATION_VARIANTS,
+    paper_numbers=paper.SPAN_TABLE2,
+    claims=(reid_claim("concatenated part features beat an FC aggregation", "mAP", beats("span_cat", "span_fc")),
+            reid_claim("CPDM beats Euclidean distance on the same concatenated features", "mAP",
+                       beats("span_cpdm", "span_cat")),
+            reid_claim("SPAN w/ CPDM beats the baseline", "mAP", beats("span_cpdm", "baseline"))),
+    figures={"intervals": intervals_caption(
+        "Table 2 rows: ours (dots, 95% bootstrap interval) and the paper's (diamonds, top axis).",
+        "mAP and rank-1 of every row of SPAN Table 2 with 95% intervals, and the paper's numbers")})
+
+#: the (a, m) sweep's page (the paper publishes no numbers: the supplementary's choice of a and m)
+SPAN_HYPERPARAMS_PAGE = Experiment(
+    "span_hyperparams", "SPAN supplementary (a, m; mask IoU)", "span", _PAPER, "supplementary",
+    rows=tuple(_row_name(k) for k in SPAN_HYPERPARAMS),
+    claims=(Claim("a = 0.7 (the paper's choice) gives the best mask IoU among a = 0.5, 0.7, 0.9", "mean IoU",
+                  (beats("a=0.7", "a=0.5"), beats("a=0.7", "a=0.9"))),
+            Claim("m = 0.04 (the paper's choice) gives a better mask IoU than m = 0", "mean IoU",
+                  (beats("m=0.04", "m=0"),))))
+
+__all__ += ["SPAN_PILOT", "SPAN_MASKS", "SPAN_LOSSES", "SPAN_AGGREGATION", "SPAN_HYPERPARAMS_PAGE", "loss_design",
+            "pilot_design", "span_masks_figure"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reidlib.ablations.experiment import Experiment, FigureText
 from reidlib.ablations.span import SPAN_LOSS_SWITCHES
 from reidlib.study import Study, Variant
 
@@ -59,3 +60,18 @@ def hardest_queries_figure(evaluation: dict, n: int = 4, topk: int = 8, title: s
         ranked_list(q["paths"][qi], g["paths"], dist[qi], int(q["pids"][qi]), g["pids"], int(q["camids"][qi]),
                     g["camids"], topk=topk, ax=ax, tile_size=(64, 64), title=f"{title}query {qi}: AP {ap * 100:.1f}%")
     return fig
+
+
+#: the view relations of the table (``all``: the whole gallery)
+RELATIONS = ("all", "same", "adjacent", "opposite")
+
+VIEWPOINTS = Experiment(
+    "viewpoints", "Results by viewpoint relation", "across", variants=VIEWPOINT_MODELS,
+    rows=tuple(f"{m}={r}" for m in VIEWPOINT_MODELS for r in RELATIONS),
+    figures={"hardest_queries": FigureText(
+        "Hardest queries under SPAN + CPDM. Borders: green = same vehicle, red = another vehicle, grey = junk "
+        "(same vehicle and camera, ignored by the protocol).",
+        "The four queries with the lowest AP under SPAN + CPDM, each followed by its eight nearest gallery "
+        "images with green, red or grey borders")})
+
+__all__ += ["RELATIONS", "VIEWPOINTS"]

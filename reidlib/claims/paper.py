@@ -1,8 +1,9 @@
 """The papers' published numbers, for side-by-side tables.
 
 These are quotations of the papers (VeRi-776 / VehicleID, real data), used only as the "paper"
-column next to our measurements; the claims each ablation is cited for are in
-:mod:`reidlib.claims.verdicts`. Our measurements come from ``results/<profile>/`` (never from this module).
+column next to our measurements. Which page reproduces which table, under which title, and the
+claims each is cited for, are in that page's record (:mod:`reidlib.ablations`, its
+``paper_numbers``). Our measurements come from ``results/<profile>/`` (never from this module).
 """
 from __future__ import annotations
 
@@ -39,12 +40,4 @@ MUSP_TABLE7 = {  # attention activation, VeRi-776
 MUSP_TABLE2 = {  # VeRi-776: strong baseline vs MUSP
     "baseline": {"mAP": 76.8, "R1": 95.2, "R5": 97.6},
     "musp": {"mAP": 78.0, "R1": 95.6, "R5": 97.9},
-}
-
-PAPER_TABLES = {
-    "span_losses": ("SPAN Table 1 (VeRi-776)", SPAN_TABLE1),
-    "span_aggregation": ("SPAN Table 2 (VeRi-776)", SPAN_TABLE2),
-    "musp_attentions": ("MUSP Table 5 (VeRi-776)", MUSP_TABLE5),
-    "musp_ese": ("MUSP Table 6 (VehicleID small)", MUSP_TABLE6),
-    "musp_activation": ("MUSP Table 7 (VeRi-776)", MUSP_TABLE7),
 }

@@ -1,4 +1,5 @@
-"""The claims each ablation is cited for, and what our measurements say about them.
+"""Claims about the papers' tables, and what our measurements say about them (the machinery; each
+claim lives on the record of the book page that tests it, :mod:`reidlib.ablations`).
 
 A :class:`Claim` is a statement a paper makes with one of its tables ("SPAN with all three losses
 beats the baseline", "n = 5 attentions is best"), written as one or more *comparisons*: linear
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from reidlib.claims import per_query
 from reidlib.claims.stats import (DEFAULT_RESAMPLES, Interval, bootstrap_interval, combine_verdicts, contrast,
                            mean_statistic, paired_bootstrap, verdict)
 
-__all__ = ["Claim", "CLAIMS", "EXPERIMENT_TITLES", "claims_for", "evaluate_claims", "compare_with_paper",
+__all__ = ["Claim", "beats", "reid_claim", "evaluate_claims", "compare_with_paper", "paper_metrics",
            "summary_table", "summary_sentence", "verdict_display", "VERDICT_RULE"]
 
 VERDICT_RULE = ("holds: the 95% interval of the difference lies above 0; contradicted: below 0; "
@@ -40,9 +41,9 @@ VERDICT_RULE = ("holds: the 95% interval of the difference lies above 0; contrad
 
 @dataclass(frozen=True)
 class Claim:
-    """A statement of a paper about one of its tables, as comparisons of the table's rows."""
+    """A statement of a paper about one of its tables, as comparisons of the table's rows. The
+    page that tests it holds it (:attr:`reidlib.ablations.experiment.Experiment.claims`)."""
 
-    experiment: str
     text: str
     metric: str                                  #: the metric the paper states ("mAP", "R1", "mean IoU")
     comparisons: tuple = ()                      #: each ``{row: weight}``; all must exceed ``threshold``
@@ -52,67 +53,26 @@ class Claim:
     def metrics(self) -> tuple:
         return (self.metric,) + tuple(m for m in self.also if m != self.metric)
 
+    def rows(self) -> set:
+        """The table rows the claim compares."""
+        return {r for c in self.comparisons for r in c}
 
-def _beats(a, b) -> dict:
+
+def beats(a, b) -> dict:
+    """The comparison "row ``a`` minus row ``b``"."""
     return {a: 1.0, b: -1.0}
 
 
-def _reid(experiment: str, text: str, metric: str, *comparisons) -> Claim:
-    return Claim(experiment, text, metric, tuple(comparisons), also=("mAP", "R1"))
+def reid_claim(text: str, metric: str, *comparisons) -> Claim:
+    """A re-ID claim: stated on ``metric``, checked on mAP and rank-1."""
+    return Claim(text, metric, tuple(comparisons), also=("mAP", "R1"))
 
 
-CLAIMS: list[Claim] = [
-    _reid("span_losses", "SPAN trained with all three losses beats the baseline", "mAP", _beats("full", "baseline")),
-    _reid("span_losses", "all three losses beat every partial combination", "mAP",
-          _beats("full", "only_recon"), _beats("full", "wo_area"), _beats("full", "wo_div")),
-    _reid("span_aggregation", "concatenated part features beat an FC aggregation", "mAP",
-          _beats("span_cat", "span_fc")),
-    _reid("span_aggregation", "CPDM beats Euclidean distance on the same concatenated features", "mAP",
-          _beats("span_cpdm", "span_cat")),
-    _reid("span_aggregation", "SPAN w/ CPDM beats the baseline", "mAP", _beats("span_cpdm", "baseline")),
-    _reid("musp_attentions", "n = 5 attentions gives the best mAP", "mAP",
-          *[_beats(5, n) for n in (2, 3, 4, 6)]),
-    _reid("musp_attentions", "four or more attentions beat fewer than four (mean over n)", "mAP",
-          {4: 1 / 3, 5: 1 / 3, 6: 1 / 3, 2: -1 / 2, 3: -1 / 2}),
-    _reid("musp_ese", "ESE improves rank-1", "R1", _beats("with_ese", "without_ese")),
-    _reid("musp_activation", "softmax attention beats sigmoid attention", "mAP", _beats("softmax", "sigmoid")),
-    # mask quality: the papers publish no numbers; the SPAN supplementary's choice of a and m, and
-    # Fig. 4's multi-digit localisation (qualitative in the paper; our proxy: mean mask IoU >= 50%)
-    Claim("span_hyperparams", "a = 0.7 (the paper's choice) gives the best mask IoU among a = 0.5, 0.7, 0.9",
-          "mean IoU", (_beats("a=0.7", "a=0.5"), _beats("a=0.7", "a=0.9"))),
-    Claim("span_hyperparams", "m = 0.04 (the paper's choice) gives a better mask IoU than m = 0",
-          "mean IoU", (_beats("m=0.04", "m=0"),)),
-    Claim("multidigit", "SPAN localises each digit from image-level labels alone, with the paper's loss weights "
-          "(Fig. 4; proxy: mean mask IoU above 50%)", "mean IoU", ({"paper weights": 1.0},), threshold=50.0),
-    Claim("multidigit", "SPAN localises each digit from image-level labels alone, with our adjustment "
-          "(reconstruction weight x10, larger digits; same proxy)", "mean IoU",
-          ({"recon x10, larger digits": 1.0},), threshold=50.0),
-]
-
-EXPERIMENT_TITLES = {
-    "span_losses": "SPAN Table 1 (VeRi-776)",
-    "span_aggregation": "SPAN Table 2 (VeRi-776)",
-    "span_hyperparams": "SPAN supplementary (a, m; mask IoU)",
-    "multidigit": "SPAN Fig. 4 (multi-digit; mask IoU)",
-    "musp_attentions": "MUSP Table 5 (VeRi-776)",
-    "musp_ese": "MUSP Table 6 (VehicleID small)",
-    "musp_activation": "MUSP Table 7 (VeRi-776)",
-}
-_PAPER = {"span": "SPAN + CPDM", "musp": "MUSP", "multidigit": "SPAN + CPDM"}
-
-
-def claims_for(experiment: str) -> list[Claim]:
-    return [c for c in CLAIMS if c.experiment == experiment]
-
-
-def _paper_difference(claim: Claim, comparison: Mapping, metric: str) -> float:
-    from reidlib.claims.paper import PAPER_TABLES
-
-    if claim.experiment not in PAPER_TABLES:
+def _paper_difference(paper: Optional[Mapping], comparison: Mapping, metric: str) -> float:
+    if not paper:
         return float("nan")
-    table = PAPER_TABLES[claim.experiment][1]
     try:
-        return float(sum(w * table[r][metric] for r, w in comparison.items()))
+        return float(sum(w * paper[r][metric] for r, w in comparison.items()))
     except KeyError:
         return float("nan")
 
@@ -141,9 +101,10 @@ def _describe(comparison: Mapping) -> str:
     return f"{mean(pos)} − {mean(neg)}"
 
 
-def evaluate_claims(experiment: str, arrays: Mapping[str, np.ndarray], *, resamples: int = DEFAULT_RESAMPLES,
-                    seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Verdicts on the claims of ``experiment`` from its per-query arrays.
+def evaluate_claims(claims: Sequence[Claim], arrays: Mapping[str, np.ndarray], *, paper: Optional[Mapping] = None,
+                    resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Verdicts on ``claims`` from the per-query ``arrays`` of their table; ``paper``: the paper's
+    numbers of that table (``{row: {metric: value}}``), for the paper's own difference.
 
     Returns ``(verdicts, comparisons)``: one row per (claim, metric) — ``claim``, ``metric``,
     ``stated`` (the paper's metric), ``verdict``, ``difference`` and ``low``/``high`` (95%) of the
@@ -152,9 +113,9 @@ def evaluate_claims(experiment: str, arrays: Mapping[str, np.ndarray], *, resamp
     ``resamples``, ``bootstrap seed`` — and one row per comparison."""
     rows_v, rows_c = [], []
     have = set(per_query.row_names(arrays))
-    for claim in claims_for(experiment):
+    for claim in claims:
         for metric in claim.metrics():
-            missing = sorted({str(r) for c in claim.comparisons for r in c} - have)
+            missing = sorted({str(r) for r in claim.rows()} - have)
             if missing:
                 rows_v.append({"claim": claim.text, "metric": metric, "stated": metric == claim.metric,
                                "verdict": "not measured", "note": f"rows {missing} not run"})
@@ -163,65 +124,75 @@ def evaluate_claims(experiment: str, arrays: Mapping[str, np.ndarray], *, resamp
             for comp in claim.comparisons:
                 iv = _interval(arrays, {str(r): w for r, w in comp.items()}, metric, resamples, seed)
                 v = verdict(iv, claim.threshold)
-                paper = _paper_difference(claim, comp, metric)
-                results.append((iv, v, paper))
+                paper_diff = _paper_difference(paper, comp, metric)
+                results.append((iv, v, paper_diff))
                 rows_c.append({"claim": claim.text, "metric": metric, "comparison": _describe(comp),
                                "estimate": iv.estimate, "low": iv.low, "high": iv.high,
-                               "threshold": claim.threshold, "verdict": v, "paper difference": paper})
-            iv, _, paper = min(results, key=lambda t: t[0].low - claim.threshold)
+                               "threshold": claim.threshold, "verdict": v, "paper difference": paper_diff})
+            iv, _, paper_diff = min(results, key=lambda t: t[0].low - claim.threshold)
             rows_v.append({"claim": claim.text, "metric": metric, "stated": metric == claim.metric,
                            "verdict": combine_verdicts([v for _, v, _ in results]),
                            "difference": iv.estimate - claim.threshold, "low": iv.low - claim.threshold,
-                           "high": iv.high - claim.threshold, "paper difference": paper - claim.threshold,
+                           "high": iv.high - claim.threshold, "paper difference": paper_diff - claim.threshold,
                            "seeds": iv.seeds, "units": iv.units, "resamples": iv.resamples,
                            "bootstrap seed": iv.seed})
     return pd.DataFrame(rows_v), pd.DataFrame(rows_c)
 
 
-def compare_with_paper(experiment: str, ours: pd.DataFrame, metrics: Sequence[str] = ("R1", "mAP")) -> pd.DataFrame:
-    """Our table next to the paper's numbers for the same rows (paper: real data; ours: SynthVeRi)."""
-    from reidlib.claims.paper import PAPER_TABLES
+def _row_key(row):
+    return int(row) if str(row).isdigit() else row
 
-    _, paper = PAPER_TABLES[experiment]
+
+def paper_metrics(paper: Mapping, metrics: Sequence[str] = ("R1", "mAP")) -> tuple:
+    """The ``metrics`` the paper's table reports for at least one row (MUSP Table 6: rank-1 only)."""
+    return tuple(m for m in metrics if any(m in v for v in paper.values()))
+
+
+def compare_with_paper(paper: Mapping, ours: pd.DataFrame, metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Our table next to the paper's numbers ``paper`` (``{row: {metric: value}}``) for the same
+    rows (paper: real data; ours: SynthVeRi); ``metrics``: default those of ``("R1", "mAP")`` the
+    paper reports."""
+    metrics = paper_metrics(paper) if metrics is None else metrics
     rows = {}
     for row in ours.index:
-        key = int(row) if str(row).isdigit() else row
         rows[row] = {}
         for m in metrics:
-            rows[row][f"paper {m}"] = paper.get(key, {}).get(m, float("nan"))
+            rows[row][f"paper {m}"] = paper.get(_row_key(row), {}).get(m, float("nan"))
             rows[row][f"ours {m}"] = ours.loc[row, m] if m in ours.columns else float("nan")
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def summary_table(results: str | Path, *, resamples: int = DEFAULT_RESAMPLES,
+def summary_table(results: str | Path, experiments: Iterable[Any], *, resamples: int = DEFAULT_RESAMPLES,
                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every claim's verdict recomputed from the per-query files of one profile's results folder
-    (``<results>/<experiment>/per_query.npz``, e.g. ``results/cpu``), and every ablation side by
-    side with the paper. Returns ``(verdicts, side_by_side)``; experiments without results are
-    listed as "not measured"."""
-    from reidlib.claims.paper import PAPER_TABLES
-
+    """Every claim of ``experiments`` (records with ``name``, ``title``, ``paper``, ``claims`` and
+    ``paper_numbers``: :class:`reidlib.ablations.experiment.Experiment`) recomputed from the
+    per-query files of one profile's results folder (``<results>/<name>/per_query.npz``, e.g.
+    ``results/cpu``), and every ablation with published numbers side by side with the paper.
+    Returns ``(verdicts, side_by_side)``; experiments without results are listed as "not measured";
+    experiments with neither claims nor published numbers are left out."""
     root = Path(results)
     frames, side = [], []
-    for exp, title in EXPERIMENT_TITLES.items():
-        npz = root / exp / "per_query.npz"
-        paper_name = _PAPER.get(exp.split("_")[0], "")
+    for exp in experiments:
+        if not exp.claims and not exp.paper_numbers:
+            continue
+        npz = root / exp.name / "per_query.npz"
         if npz.is_file():
-            v, _ = evaluate_claims(exp, per_query.load(npz), resamples=resamples, seed=seed)
+            v, _ = evaluate_claims(exp.claims, per_query.load(npz), paper=exp.paper_numbers, resamples=resamples,
+                                   seed=seed)
         else:
             v = pd.DataFrame([{"claim": c.text, "metric": c.metric, "stated": True, "verdict": "not measured",
-                               "note": "no per-query results for this profile"} for c in claims_for(exp)])
-        v.insert(0, "experiment", title)
-        v.insert(0, "paper", paper_name)
+                               "note": "no per-query results for this profile"} for c in exp.claims])
+        v.insert(0, "experiment", exp.title)
+        v.insert(0, "paper", exp.paper)
         frames.append(v)
-        csv = root / exp / "table.csv"
-        if exp in PAPER_TABLES and csv.is_file():
+        csv = root / exp.name / "table.csv"
+        if exp.paper_numbers and csv.is_file():
             ours = pd.read_csv(csv, index_col=0)
             ours.index = [int(i) if str(i).isdigit() else str(i) for i in ours.index]
-            for row, vals in PAPER_TABLES[exp][1].items():
+            for row, vals in exp.paper_numbers.items():
                 for metric, pv in vals.items():
                     ov = ours.loc[row, metric] if row in ours.index and metric in ours.columns else float("nan")
-                    side.append({"experiment": title, "row": str(row), "metric": metric, "paper": pv, "ours": ov})
+                    side.append({"experiment": exp.title, "row": str(row), "metric": metric, "paper": pv, "ours": ov})
     return pd.concat(frames, ignore_index=True), pd.DataFrame(side)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from reidlib.data.records import Record
+from reidlib.utils.io import file_lock
 
 __all__ = ["ImageCache", "fits", "default_cache_dir", "DEFAULT_BUDGET_GB"]
 
@@ -93,29 +94,22 @@ class ImageCache:
         return nbytes(len(self.records), self.height, self.width) / 2**20
 
     def _build(self, progress: bool) -> None:
-        import fcntl
-
         from tqdm.auto import tqdm
 
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)         # another process may be building the same cache
-            try:
-                if self.path.is_file():
-                    return
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                                shape=(len(self.records), self.height, self.width, 3))
-                for i, r in enumerate(tqdm(self.records, desc="decoding images once", disable=not progress)):
-                    arr[i] = _decode(r.path, self.height, self.width)
-                arr.flush()
-                del arr
-                os.replace(tmp, self.path)
-                (self.path.with_suffix(".json")).write_text(json.dumps(
-                    {"version": VERSION, "images": len(self.records), "height": self.height, "width": self.width,
-                     "first": self.records[0].path if self.records else None}))
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.dir / ".lock"):              # another process may be building the same cache
+            if self.path.is_file():
+                return
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                            shape=(len(self.records), self.height, self.width, 3))
+            for i, r in enumerate(tqdm(self.records, desc="decoding images once", disable=not progress)):
+                arr[i] = _decode(r.path, self.height, self.width)
+            arr.flush()
+            del arr
+            os.replace(tmp, self.path)
+            (self.path.with_suffix(".json")).write_text(json.dumps(
+                {"version": VERSION, "images": len(self.records), "height": self.height, "width": self.width,
+                 "first": self.records[0].path if self.records else None}))
 
     def batch(self, indices: Sequence[int]) -> torch.Tensor:
         """``uint8 [B, H, W, 3]`` images of ``indices`` (a copy out of the memory map)."""

@@ -6,8 +6,8 @@ from reidlib.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "trainer",
-    "criterion_step": "trainer",
-    "resolve_amp": "trainer",
+    "criterion_step": "steps",
+    "resolve_amp": "precision",
     "build_optimizer": "optim",
     "WarmupMultiStepLR": "optim",
     "epochs_to_iters": "optim",

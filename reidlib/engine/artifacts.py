@@ -58,7 +58,7 @@ def _span_from(kwargs: Mapping[str, Any]):
 
 def rebuild(meta: Mapping[str, Any]) -> torch.nn.Module:
     """An untrained model with the architecture ``meta`` describes (see :func:`model_meta`)."""
-    from reidlib.models.registry import build_model, model_class
+    from reidlib.models.registry import MODELS, build_model, model_class
 
     task = meta.get("task")
     if task not in _TASKS:
@@ -70,7 +70,8 @@ def rebuild(meta: Mapping[str, Any]) -> torch.nn.Module:
         if kwargs.get(key) is not None:
             kwargs[key] = tuple(kwargs[key])
     if task == "reid":
-        span = _span_from(meta.get("span_kwargs") or {}) if name == "span" else None
+        needs_span = name in MODELS and MODELS[name].needs_span
+        span = _span_from(meta.get("span_kwargs") or {}) if needs_span else None
         model = build_model(name, int(meta["num_classes"]), span=span, **kwargs) if span is not None \
             else build_model(name, int(meta["num_classes"]), **kwargs)
         if meta.get("distance"):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from reidlib.errors import CheckpointError
-from reidlib.utils.io import atomic_write_bytes, safe_torch_load
+from reidlib.utils.io import atomic_write_bytes, jsonable, safe_torch_load
 
 FORMAT = "reidlib-checkpoint"
 VERSION = 1
@@ -192,17 +192,6 @@ class CheckpointManager:
 
 
 def jsonable_config(cfg: Any) -> Any:
-    """A config (dataclass, dict, Path...) as plain data that ``weights_only`` loading accepts."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = dataclasses.asdict(cfg)
-    if isinstance(cfg, dict):
-        return {str(k): jsonable_config(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [jsonable_config(v) for v in cfg]
-    if isinstance(cfg, (str, int, float, bool)) or cfg is None:
-        return cfg
-    if isinstance(cfg, (np.generic,)):
-        return cfg.item()
-    return str(cfg)
+    """A config (dataclass, dict, Path...) as plain data that ``weights_only`` loading accepts:
+    :func:`reidlib.utils.io.jsonable`, with every other leaf as its ``str``."""
+    return jsonable(cfg, default=str)

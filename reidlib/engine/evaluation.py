@@ -164,8 +164,8 @@ def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None
     ``distance_kwargs`` go to :func:`reidlib.metrics.distance.build_distance`. ``feature_cache``:
     see :func:`extract_features`.
 
-    Datasets whose protocol has several trials (VehicleID: 10 seeded random gallery draws, seed
-    ``cfg.train.seed``): ``trials`` of them (default: the protocol's) are all evaluated, each
+    Datasets whose protocol has several trials (VehicleID: 10 seeded random gallery draws, seeded
+    by the dataset object's own ``seed``, :attr:`reidlib.study.Study.trial_seed`): ``trials`` of them (default: the protocol's) are all evaluated, each
     image's features extracted once; the metrics are their means, with ``"std"`` (sample standard
     deviation over trials), ``"per_trial"`` and ``"rank_results"`` (one per trial) beside them.
 

@@ -7,25 +7,11 @@ for absolute imports.)
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-
-def _plain(value: Any) -> Any:
-    """Tensors / numpy scalars -> Python numbers; non-finite floats -> strings (valid JSON)."""
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+from reidlib.utils.io import atomic_write_text, jsonable
 
 
 class JSONLLogger:
@@ -43,13 +29,11 @@ class JSONLLogger:
             self.path.write_text("")  # a fresh run starts a fresh log
         elif self.path.exists():
             kept = [r for r in read_jsonl(self.path) if int(r.get("iter", 0)) <= resume_from]
-            from reidlib.utils.io import atomic_write_text
-
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def log(self, record: Mapping[str, Any]) -> dict:
-        rec = _plain(dict(record))
+        rec = jsonable(dict(record), nonfinite=str)  # tensors -> numbers; NaN -> "nan" (valid JSON)
         self._fh.write(json.dumps(rec, sort_keys=False) + "\n")
         self._fh.flush()
         return rec

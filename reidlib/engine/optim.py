@@ -14,9 +14,9 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from reidlib.config import OPTIMIZERS, WARMUP_METHODS  # the run configuration's choices
 from reidlib.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 def trainable_parameters(model_or_params) -> list:
@@ -85,7 +85,7 @@ class WarmupMultiStepLR(LRScheduler):
         milestones = [int(m) for m in milestones]
         if milestones != sorted(milestones):
             raise ConfigError(f"milestones must be increasing, got {milestones}")
-        if warmup_method not in ("linear", "constant"):
+        if warmup_method not in WARMUP_METHODS:
             raise ConfigError(f"unknown warmup_method {warmup_method!r}; expected 'linear' or 'constant'")
         self.milestones = milestones
         self.gamma = float(gamma)

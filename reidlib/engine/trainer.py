@@ -36,12 +36,11 @@ a non-finite loss and they agree (an all-reduce) before any of them raises.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 
@@ -49,146 +48,19 @@ from reidlib.engine import distributed as ddp
 from reidlib.engine.checkpoint import (CheckpointManager, capture_rng_state, jsonable_config,
                                        load_checkpoint, load_latest, restore_rng_state)
 from reidlib.engine.logging import JSONLLogger
+from reidlib.engine.loop import Cadence, LogWindow
+from reidlib.engine.precision import autocast, float32_losses, precision_name, resolve_amp
+from reidlib.engine.resume import check_resumable
+from reidlib.engine.steps import CriterionStep, StepFn, criterion_step, move_to_device
 from reidlib.utils.device import resolve_device
 
-StepFn = Callable[[torch.nn.Module, Mapping[str, Any]], "tuple[torch.Tensor, Mapping[str, Any]]"]
-
+#: ``Trainer`` and ``TrainState`` live here; the other names are re-exported from the modules that
+#: now hold them (steps, precision, resume), for the code that imports them from here
+__all__ = ["Trainer", "TrainState", "criterion_step", "resolve_amp", "float32_losses", "check_resumable"]
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-
-def resolve_amp(amp: Any, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of ``amp`` on ``device``, or None (float32).
-
-    ``"auto"``: on CUDA bf16 where supported, else fp16; on the CPU bf16 where the processor
-    computes it natively (:func:`reidlib.utils.device.cpu_bf16_supported`: AVX-512 BF16 / AMX),
-    else float32. ``"bf16"``: bf16 on either device (on a CPU without native bf16 it is emulated
-    and slow). ``"fp16"``: CUDA only (float32 on the CPU). ``"off"`` (``None``, ``False``,
-    ``"fp32"``): float32."""
-    amp = str(amp).lower()
-    if amp in ("none", "false", "0", "off", "no", "fp32", ""):
-        return None
-    if amp not in ("auto", "true", "1", "yes", "on", "bf16", "bfloat16", "fp16", "float16", "half"):
-        raise ValueError(f"unknown amp setting {amp!r}; expected auto|bf16|fp16|off")
-    if device.type == "cuda":
-        if amp in ("bf16", "bfloat16"):
-            return torch.bfloat16
-        if amp in ("fp16", "float16", "half"):
-            return torch.float16
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu":
-        from reidlib.utils.device import cpu_bf16_supported
-
-        if amp in ("bf16", "bfloat16") or (amp in ("auto", "true", "1", "yes", "on") and cpu_bf16_supported()):
-            return torch.bfloat16
-    return None
-
-
-def precision_name(amp_dtype: Optional[torch.dtype], channels_last: bool = False) -> str:
-    """How a run computes, for its provenance: ``fp32``, ``bf16-autocast`` or ``fp16-autocast``
-    (+ ``channels-last``)."""
-    name = {None: "fp32", torch.bfloat16: "bf16-autocast", torch.float16: "fp16-autocast"}[amp_dtype]
-    return name + ("+channels-last" if channels_last else "")
-
-
-def move_to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Tensors (in dicts / lists / tuples) to ``device``; 4-D float tensors to channels_last if asked."""
-    if isinstance(batch, torch.Tensor):
-        t = batch.to(device, non_blocking=True)
-        if channels_last and t.dim() == 4 and t.is_floating_point():
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device, channels_last) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device, channels_last) for v in batch)
-    return batch
-
-
-class CriterionStep(torch.nn.Module):
-    """The step of every re-ID model: ``out = model(batch[img]); criterion(out, batch[pid])``.
-
-    The model's own regularisers (``out["aux_losses"]``, e.g. MUSP's eq. 14) are added unless the
-    criterion already reports them in its logs (as :class:`reidlib.losses.ReIDCriterion` does,
-    under their own key or ``aux_<key>``). A module, so the criterion's buffers move to the
-    training device with it.
-
-    Under ``DistributedDataParallel`` (``gather``, set by the :class:`Trainer`) the outputs and
-    targets of every rank are gathered first (:func:`reidlib.engine.distributed.gather_outputs`,
-    differentiable), so the ID loss and the batch-hard triplet mining see the global P x K batch,
-    exactly as one process would; ``aux_losses`` stay per rank (DDP averages their gradients)."""
-
-    def __init__(self, criterion: Callable, image_key: str = "img", target_key: str = "pid",
-                 gather: bool = True):
-        super().__init__()
-        self.criterion = criterion
-        self.image_key, self.target_key = image_key, target_key
-        self.gather = bool(gather)
-
-    def forward(self, model: torch.nn.Module, batch: Mapping[str, Any]):
-        out = model(batch[self.image_key])
-        targets = batch[self.target_key]
-        if self.gather and ddp.is_distributed():         # the loss of the global batch
-            out, targets = ddp.gather_outputs(out, targets)
-        with float32_losses(out) as out:                 # losses and distances in float32
-            loss, logs = self.criterion(out, targets)
-        logs = dict(logs or {})
-        aux = out.get("aux_losses") if isinstance(out, Mapping) else None
-        for name, value in (aux or {}).items():
-            if name not in logs and f"aux_{name}" not in logs:
-                loss = loss + value
-                logs[name] = value.detach()
-        return loss, logs
-
-
-class float32_losses:
-    """``with float32_losses(outputs) as outputs:`` autocast off, and the floating tensors of
-    ``outputs`` (a tensor, or dicts / lists / tuples of them) cast to float32: losses, distances
-    and hard-example mining are computed in full precision even when the model ran in bf16/fp16."""
-
-    def __init__(self, outputs: Any):
-        self.outputs = outputs
-        self._ctx = None
-
-    def __enter__(self):
-        devices = {t.device.type for t in _tensors(self.outputs)} or {"cpu"}
-        self._ctx = [torch.autocast(device_type=d, enabled=False) for d in devices]
-        for c in self._ctx:
-            c.__enter__()
-        return _to_float32(self.outputs)
-
-    def __exit__(self, *exc):
-        for c in reversed(self._ctx or []):
-            c.__exit__(*exc)
-        return False
-
-
-def _tensors(x: Any):
-    if isinstance(x, torch.Tensor):
-        yield x
-    elif isinstance(x, Mapping):
-        for v in x.values():
-            yield from _tensors(v)
-    elif isinstance(x, (list, tuple)):
-        for v in x:
-            yield from _tensors(v)
-
-
-def _to_float32(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.float() if x.is_floating_point() and x.dtype != torch.float32 else x
-    if isinstance(x, Mapping):
-        return {k: _to_float32(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to_float32(v) for v in x)
-    return x
-
-
-def criterion_step(criterion: Callable, image_key: str = "img", target_key: str = "pid") -> CriterionStep:
-    """:class:`CriterionStep` of ``criterion`` (a re-ID loss ``criterion(out, pids) -> (loss, logs)``)."""
-    return CriterionStep(criterion, image_key, target_key)
-
 
 def _loader_sampler(loader) -> Any:
     """The object that decides the data order: the loader's batch sampler, else its sampler."""
@@ -205,65 +77,6 @@ class TrainState:
     epoch: int = 0  # current pass over the loader
     batch_in_epoch: int = 0  # batches of the current epoch already consumed
     history: list = field(default_factory=list)
-
-
-#: run-configuration keys a resumed run may change: they do not shape the weights (where files and
-#: logs go, how data are loaded) or only extend the run (``optim.max_iters``)
-RESUME_MAY_CHANGE = ("train.progress", "train.out_dir", "train.log_every", "train.checkpoint_every",
-                     "train.keep_last", "train.device", "data.num_workers", "optim.max_iters", "eval.*")
-
-
-def config_changes(saved: Any, now: Any, allowed: tuple = RESUME_MAY_CHANGE,
-                   defaults: Optional[Mapping[str, Any]] = None) -> list[tuple[str, Any, Any]]:
-    """``[(dotted key, saved value, new value)]`` where two run configurations differ outside
-    ``allowed``. ``defaults`` (dotted key -> value): a key the saved configuration lacks (it was
-    written before the key existed) is no change when its new value is this default."""
-    if not isinstance(saved, Mapping) or not isinstance(now, Mapping):
-        return []
-
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, Mapping) and prefix == "":
-                out.update(flat(v, key + "."))
-            else:
-                out[key] = v
-        return out
-
-    def free(key):
-        return any(key == a or (a.endswith(".*") and key.startswith(a[:-1])) for a in allowed)
-
-    a, b = flat(saved), flat(now)
-    defaults = defaults or {}
-
-    def older_default(k):
-        return k not in a and k in defaults and b.get(k) == defaults[k]
-
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if not free(k) and a.get(k) != b.get(k) and not older_default(k)]
-
-
-def _config_defaults() -> dict:
-    """The dataclass defaults of :class:`reidlib.config.Config` as dotted keys."""
-    from reidlib.config import Config
-
-    return {f"{sec}.{k}": v for sec, d in Config().to_dict().items() for k, v in d.items()}
-
-
-def check_resumable(state: Mapping[str, Any], config: Any) -> None:
-    """Raise :class:`reidlib.errors.ConfigError` when checkpoint ``state`` was written with a run
-    configuration that differs from ``config`` outside :data:`RESUME_MAY_CHANGE`."""
-    saved = state.get("config")
-    reidlib_config = isinstance(saved, Mapping) and {"model", "train"} <= set(saved)
-    changed = config_changes(saved, jsonable_config(config), defaults=_config_defaults() if reidlib_config else None)
-    if changed:
-        from reidlib.errors import ConfigError
-
-        raise ConfigError(f"{state.get('path')}: cannot resume with a changed configuration: "
-                          + "; ".join(f"{k}: {a!r} in the checkpoint, {b!r} now" for k, a, b in changed)
-                          + ". Resume with the checkpoint's configuration, or start a fresh run in another "
-                          "out_dir (without resume)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,7 +105,8 @@ class Trainer:
     amp, channels_last:
         see :func:`resolve_amp`; channels-last is used on CUDA and with CPU autocast.
     config, meta:
-        stored in every checkpoint (``meta`` tells :mod:`reidlib.engine.tasks` how to rebuild the model).
+        stored in every checkpoint (``meta`` tells :mod:`reidlib.engine.artifacts` how to rebuild the
+        model; the training tasks of :mod:`reidlib.engine.training` fill it in).
     distributed, sync_bn, find_unused_parameters:
         ``distributed=None``: DDP when a process group with more than one rank is initialised
         (``False``: train this process alone even then). ``sync_bn``: ``auto`` | ``on`` | ``off``
@@ -367,7 +181,7 @@ class Trainer:
         self._iter: Optional[Iterable] = None
         self._pending_sampler_state: Optional[dict] = None
         self._logger: Optional[JSONLLogger] = None
-        self._window: dict = {"sums": {}, "n": 0, "time": 0.0, "data_time": 0.0}
+        self._window = LogWindow()
         self._bad_step: Optional[torch.Tensor] = None
 
     # -------------------------------------------------------------------------------- paths
@@ -492,9 +306,7 @@ class Trainer:
             "config": jsonable_config(self.config),
             "meta": jsonable_config({**self.meta, "max_iters": self.max_iters}),
             "history": jsonable_config(self.state.history),
-            "log_window": {"n": self._window["n"], "time": self._window["time"],
-                           "data_time": self._window["data_time"],
-                           "sums": {k: float(v) for k, v in self._window["sums"].items()}},
+            "log_window": self._window.state_dict(),
         }
 
     def _rng_of_ranks(self) -> Optional[list]:
@@ -510,9 +322,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.state.iteration = int(state["iteration"])
         self.state.history = list(state.get("history") or [])
-        win = state.get("log_window")
-        self._window = ({"n": int(win["n"]), "time": float(win["time"]), "data_time": float(win["data_time"]),
-                         "sums": dict(win["sums"])} if win else {"sums": {}, "n": 0, "time": 0.0, "data_time": 0.0})
+        self._window = LogWindow.from_state(state.get("log_window"))
         self._restore_data_position(state.get("data") or {})
         ranks = state.get("rng_ranks")
         if ranks and len(ranks) == self.world_size:  # the same number of ranks: each its own RNG
@@ -541,8 +351,8 @@ class Trainer:
         ``last.pt`` falls back to the newest intact ``iter_*.pt``, with a warning). Returns False
         when there is nothing to resume. Refuses (:class:`reidlib.errors.ConfigError`) a checkpoint
         whose run configuration differs from this trainer's in anything that shapes training
-        (see :data:`RESUME_MAY_CHANGE`): resuming with another learning rate, say, would silently
-        train with the checkpoint's optimiser state while recording the new value."""
+        (see :data:`reidlib.engine.resume.RESUME_MAY_CHANGE`): resuming with another learning rate,
+        say, would silently train with the checkpoint's optimiser state while recording the new value."""
         if path is None:
             if self.ckpt is None or self.ckpt.latest() is None:
                 return False
@@ -561,15 +371,10 @@ class Trainer:
         return True
 
     # -------------------------------------------------------------------------------- loop
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def train_step(self, batch) -> tuple[torch.Tensor, dict]:
         self._train_model.train()
         batch = move_to_device(batch, self.device, self.channels_last)
-        with self._autocast():
+        with autocast(self.device, self.amp_dtype):
             loss, logs = self.step_fn(self._train_model, batch)
         if self.check_finite and self.amp_dtype != torch.float16:  # fp16: GradScaler skips bad steps
             if self.device.type == "cpu":
@@ -592,9 +397,6 @@ class Trainer:
             self.scheduler.step()
         return loss.detach(), dict(logs or {})
 
-    def _new_window(self) -> None:
-        self._window = {"sums": {}, "n": 0, "time": 0.0, "data_time": 0.0}
-
     @staticmethod
     def _raise_non_finite(loss, logs, iteration, world_size: int = 1) -> None:
         terms = {k: float(v) for k, v in dict(logs or {}).items()}
@@ -611,10 +413,36 @@ class Trainer:
                                      + (f" on at least one of the {self.world_size} ranks" if self.distributed else "")
                                      + "; lower optim.lr, set optim.grad_clip, or resume from an earlier checkpoint")
 
+    def run_step(self) -> float:
+        """One iteration: the next batch, one optimiser step (:meth:`train_step`), its loss and
+        terms added to the log window. Returns the learning rate the step used."""
+        t0 = time.perf_counter()
+        batch = self._next_batch()
+        t1 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss, logs = self.train_step(batch)
+        self.state.iteration += 1
+        self._window.add(loss, logs, t0, t1)
+        return lr
+
+    def _write_log(self, lr: float, bar) -> dict:
+        """The log line of the iterations since the last one (under DDP the mean over the ranks,
+        equal on every rank for a gathered loss): to ``log.jsonl``, the history and the progress
+        bar; then a new window."""
+        self._check_bad_step()
+        rec = self._window.record(self.state.iteration, self.state.epoch, lr,
+                                  mean=ddp.all_reduce_mean if self.distributed else None)
+        if self._logger is not None:
+            self._logger.log(rec)
+        self.state.history.append(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}")
+        self._window = LogWindow()
+        return rec
+
     def fit(self, resume: bool = False) -> list[dict]:
         """Run to ``max_iters``; returns the history of log records. ``resume=True`` first loads
         ``out_dir/last.pt`` when it exists (a finished run is then a no-op apart from re-saving)."""
-        self._new_window()
+        self._window = LogWindow()
         resumed = self.resume() if resume else False
         if not resume and self.is_main and self.ckpt is not None and self.ckpt.latest() is not None:
             import warnings
@@ -627,43 +455,15 @@ class Trainer:
 
         bar = tqdm(total=self.max_iters, initial=min(self.state.iteration, self.max_iters), desc=self.desc,
                    disable=not self.progress or not self.is_main, dynamic_ncols=True, leave=False)
-        w = self._window
+        cadence = Cadence(self.max_iters, self.log_every, self.checkpoint_every)
         try:
             while self.state.iteration < self.max_iters:
-                t0 = time.perf_counter()
-                batch = self._next_batch()
-                t1 = time.perf_counter()
-                lr = self.optimizer.param_groups[0]["lr"]
-                loss, logs = self.train_step(batch)
-                self.state.iteration += 1
-                sums = w["sums"]
-                sums["loss"] = sums.get("loss", 0.0) + loss.float()
-                for k, v in logs.items():
-                    if k == "loss":  # the total is the returned loss
-                        continue
-                    v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
-                    sums[k] = sums.get(k, 0.0) + v
-                w["n"] += 1
-                w["data_time"] += t1 - t0
-                w["time"] += time.perf_counter() - t0
+                lr = self.run_step()
                 it = self.state.iteration
                 bar.update(1)
-                if it % self.log_every == 0 or it == self.max_iters:
-                    self._check_bad_step()
-                    n = w["n"]
-                    keys = list(sums)
-                    # under DDP the mean over the ranks (equal on every rank for a gathered loss)
-                    means = ddp.all_reduce_mean([float(sums[k]) / n for k in keys]) if self.distributed \
-                        else [float(sums[k]) / n for k in keys]
-                    rec = {"iter": it, "epoch": self.state.epoch, "lr": lr, **dict(zip(keys, means)),
-                           "time": round(w["time"] / n, 5), "data_time": round(w["data_time"] / n, 5)}
-                    if self._logger is not None:
-                        self._logger.log(rec)
-                    self.state.history.append(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}")
-                    self._new_window()
-                    w = self._window
-                if self.checkpoint_every and it % self.checkpoint_every == 0 and it < self.max_iters:
+                if cadence.log_due(it):
+                    self._write_log(lr, bar)
+                if cadence.checkpoint_due(it):
                     self._check_bad_step()  # never checkpoint a diverged model
                     self.save()
             self._check_bad_step()

@@ -220,15 +220,16 @@ def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset
     from reidlib.data.dataset import relabel
     from reidlib.engine.artifacts import load_span
     from reidlib.losses.reid import ReIDCriterion
-    from reidlib.models.registry import REID_MODELS, build_model, constructor_kwargs
+    from reidlib.models.registry import MODELS, REID_MODELS, build_model, constructor_kwargs
 
     name = cfg.model.name
     if name not in REID_MODELS:
         raise ConfigError(f"train_reid trains {', '.join(REID_MODELS)}; got model {name!r} "
                           "(use train_span / train_foreground)")
-    if name == "span" and span is None:
+    needs_span = MODELS[name].needs_span
+    if needs_span and span is None:
         if not cfg.model.span_checkpoint:
-            raise ConfigError("model 'span' needs a trained SPAN: train one with `reidlib train --model span-masks` "
+            raise ConfigError(f"model {name!r} needs a trained SPAN: train one with `reidlib train --model span-masks` "
                               "and set model.span_checkpoint=<its out dir>/model.pt (CLI: --span)")
         span = load_span(cfg.model.span_checkpoint)
     ds = dataset_of(cfg, dataset)
@@ -238,7 +239,7 @@ def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset
 
     kwargs = constructor_kwargs(name, cfg.model.backbone, cfg.model.weights, cfg.model.last_stride,
                                 cfg.model.kwargs)
-    model = build_model(name, num_classes, span=span, **kwargs) if name == "span" \
+    model = build_model(name, num_classes, span=span, **kwargs) if needs_span \
         else build_model(name, num_classes, **kwargs)
     criterion = ReIDCriterion(num_classes, label_smoothing=cfg.loss.label_smoothing, margin=cfg.loss.margin,
                               id_weight=cfg.loss.id_weight, triplet_weight=cfg.loss.triplet_weight,
@@ -307,6 +308,7 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
     trained SPAN (eval mode)."""
     from reidlib.data.masks import MaskDataset, view_balanced_subset
     from reidlib.engine.foreground import describe_foreground, resolve_foreground
+    from reidlib.models.registry import model_options
     from reidlib.models.span import SPAN, native_mask_stride
 
     t0 = time.perf_counter()
@@ -331,7 +333,7 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
                                 progress=cfg.train.progress)
         size = (cfg.span.size, cfg.span.size)
         if mask_size is None:  # targets at the masks' native size
-            opts = {"stride": 16, "decoder": "bilinear", **cfg.model.kwargs}
+            opts = {**{k: d for k, (_, d) in model_options("span-masks").items()}, **cfg.model.kwargs}
             native = native_mask_stride(opts["stride"], opts["decoder"])
             mask_size = (cfg.span.size // native, cfg.span.size // native)
         train_set = MaskDataset(subset, fg_source=fg, size=size, mask_size=mask_size, flip=cfg.span.flip)

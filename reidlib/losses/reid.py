@@ -20,9 +20,11 @@ from reidlib.metrics.cpdm import cpdm_distance
 from reidlib.metrics.pairwise import euclidean_distance
 
 __all__ = ["CrossEntropyLabelSmooth", "batch_hard_triplet_loss", "hard_example_mining", "ReIDCriterion",
-           "TRIPLET_MODES"]
+           "TRIPLET_MODES", "ID_REDUCTIONS"]
 
 TRIPLET_MODES = ("concat", "per_part", "global", "cpdm")
+#: how the ID losses of several heads combine (mean, or MUSP eq. 12: sum)
+ID_REDUCTIONS = ("mean", "sum")
 _RESERVED_LOGS = ("loss_id", "loss_triplet", "total", "acc")
 
 
@@ -136,8 +138,8 @@ class ReIDCriterion(nn.Module):
         super().__init__()
         if triplet_on not in TRIPLET_MODES:
             raise ValueError(f"triplet_on must be one of {TRIPLET_MODES}, got {triplet_on!r}")
-        if id_reduction not in ("mean", "sum"):
-            raise ValueError(f"id_reduction must be 'mean' or 'sum', got {id_reduction!r}")
+        if id_reduction not in ID_REDUCTIONS:
+            raise ValueError(f"id_reduction must be one of {ID_REDUCTIONS}, got {id_reduction!r}")
         self.num_classes = int(num_classes)
         self.xent = CrossEntropyLabelSmooth(num_classes, epsilon=label_smoothing)
         self.margin = margin

@@ -30,6 +30,10 @@ PAIRS: Tuple[Tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
 #: mutually exclusive views (front-rear) 0, adjacent views (front-side, rear-side) 0.04
 DEFAULT_MARGINS: Dict[str, float] = {"FR": 0.0, "FS": 0.04, "RS": 0.04}
 _PAIR_NAMES = {"FR": (0, 1), "FS": (0, 2), "RS": (1, 2)}
+#: eq. (2)'s caps: as the paper writes them, or as SPAN's public code sets them
+AREA_MODES = ("paper", "code")
+#: eq. (2) over the three parts: summed (as written) or averaged (the public code)
+AREA_REDUCTIONS = ("sum", "mean")
 
 #: foreground area (in mask-pixel units) below which ||V||_1 is floored in eq. (2)
 _FG_FLOOR = 1.0
@@ -100,7 +104,7 @@ def max_area_table(view: Union[torch.Tensor, Sequence], mode: str = "paper", a: 
 
     Returns a float32 tensor ``[B, 3]`` (on ``view``'s device when it is a tensor).
     """
-    if mode not in ("paper", "code"):
+    if mode not in AREA_MODES:
         raise ValueError(f"mode must be 'paper' or 'code', got {mode!r}")
     v = torch.as_tensor(view)
     if v.dim() == 1:                                                  # view5 indices
@@ -131,7 +135,7 @@ def area_constraint_loss(masks: torch.Tensor, fg: torch.Tensor, max_area: torch.
     ``reduction`` over the three parts: ``"sum"`` (eq. 2 as written) or ``"mean"`` (SPAN's public
     code averages over batch *and* parts, a third of the sum).
     """
-    if reduction not in ("sum", "mean"):
+    if reduction not in AREA_REDUCTIONS:
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     _check_masks(masks)
     v = _fg_like(fg, masks)                                          # [B, h, w]

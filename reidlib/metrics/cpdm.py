@@ -24,7 +24,6 @@ The plain distances live in :mod:`reidlib.metrics.pairwise`; the named inference
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 
 from reidlib.metrics.pairwise import (ArrayLike, as_tensor, aug, aug_parts, check_chunk_size, join_rows,
                                       row_blocks, sqrt_clamped)
-from reidlib.utils.optional import optional_attr
+from reidlib.utils.optional import optional_attr, resolve_backend as resolve_kernel_backend
 
 __all__ = ["area_ratios", "cpdm_distance", "CPDMOperand", "cpdm_against", "musp_code_ratios",
            "BACKENDS", "resolve_backend"]
@@ -76,19 +75,7 @@ def resolve_backend(backend: str = "auto") -> str:
     squared variant, autograd (training) and non-CPU tensors always use torch. Set
     ``REIDLIB_CPDM_BACKEND=torch`` to reproduce numbers computed with the torch path bit for bit.
     """
-    if backend == "auto":
-        backend = os.environ.get("REIDLIB_CPDM_BACKEND", "auto") or "auto"
-        if backend not in BACKENDS:
-            raise ValueError(f"REIDLIB_CPDM_BACKEND={backend!r}; expected one of {BACKENDS}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
-    if backend == "torch":
-        return "torch"
-    if _compiled_kernel() is None:
-        if backend == "numba":
-            raise ImportError("backend='numba' needs numba (pip install numba); backend='auto' falls back to torch")
-        return "torch"
-    return "numba"
+    return resolve_kernel_backend(backend, "REIDLIB_CPDM_BACKEND", BACKENDS, "torch", _compiled_kernel)
 
 
 # --------------------------------------------------------------------------------------------

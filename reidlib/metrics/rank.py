@@ -56,7 +56,7 @@ import torch
 
 from reidlib.metrics.distance import distance_rows, num_rows, slice_rows
 from reidlib.metrics.pairwise import check_chunk_size, to_numpy
-from reidlib.utils.optional import optional_attr
+from reidlib.utils.optional import optional_attr, resolve_backend as resolve_kernel_backend
 
 __all__ = ["RankResult", "evaluate_rank", "evaluate_features"]
 
@@ -211,19 +211,7 @@ def resolve_backend(backend: str = "auto") -> str:
     """``"auto"`` -> the ``REIDLIB_RANK_BACKEND`` environment variable if set, else ``"numba"`` when
     numba is installed, else ``"numpy"``. Both give identical results (tests check every field on
     both); the compiled one is about twice as fast."""
-    if backend == "auto":
-        backend = os.environ.get("REIDLIB_RANK_BACKEND", "auto") or "auto"
-        if backend not in BACKENDS:
-            raise ValueError(f"REIDLIB_RANK_BACKEND={backend!r}; expected one of {BACKENDS}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
-    if backend == "numpy":
-        return "numpy"
-    if _compiled_kernel() is None:
-        if backend == "numba":
-            raise ImportError("backend='numba' needs numba (pip install numba); backend='auto' falls back to numpy")
-        return "numpy"
-    return "numba"
+    return resolve_kernel_backend(backend, "REIDLIB_RANK_BACKEND", BACKENDS, "numpy", _compiled_kernel)
 
 
 def _rank_chunk(dist: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, gidx: _GalleryIndex,

@@ -37,11 +37,14 @@ class ModelSpec:
     task: str     #: ``reid`` | ``span`` | ``foreground``
     #: constructor arguments filled from the run configuration, not options
     structural: tuple = ("backbone", "weights", "last_stride")
+    #: built on a trained SPAN (step 1, eq. 6) passed to its constructor as ``span``: SPAN's part
+    #: features are pooled with SPAN's masks (Sec. 3.2), so training one needs that SPAN first
+    needs_span: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
     "baseline": ModelSpec("baseline", "reidlib.models.baseline:StrongBaseline", "reid"),
-    "span": ModelSpec("span", "reidlib.models.part_features:SPANReID", "reid"),
+    "span": ModelSpec("span", "reidlib.models.part_features:SPANReID", "reid", needs_span=True),
     "musp": ModelSpec("musp", "reidlib.models.musp:MUSP", "reid", ("backbone", "weights", "output_stride")),
     "span-masks": ModelSpec("span-masks", "reidlib.models.span:SPAN", "span", ("backbone", "weights")),
     "foreground": ModelSpec("foreground", "reidlib.models.foreground:ForegroundNet", "foreground",

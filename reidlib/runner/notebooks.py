@@ -59,16 +59,15 @@ def declared_parameters(path: Path) -> dict[str, Any]:
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["lr=0.1", "seeds=[0,1]"]`` -> ``{"lr": 0.1, "seeds": [0, 1]}`` (values parsed as YAML)."""
-    import yaml
+    """``["lr=0.1", "seeds=[0,1]"]`` -> ``{"lr": 0.1, "seeds": [0, 1]}`` (values parsed as YAML;
+    pairs split by :func:`reidlib.utils.coerce.split_pairs`)."""
+    from reidlib.errors import ConfigError
+    from reidlib.utils.coerce import parse_yaml_value, split_pairs
 
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ExperimentError(f"parameter {pair!r} is not of the form key=value")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    try:
+        return {key: parse_yaml_value(value) for key, value in split_pairs(pairs, "-p seed=1")}
+    except ConfigError as err:
+        raise ExperimentError(f"parameter {err}") from None
 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")

@@ -22,45 +22,22 @@ from reidlib.runner.notebooks import (NAME_RE, PROFILE_ORDER, ExperimentError, c
                                       declared_parameters, notebook_path, results_root as _results_root)
 from reidlib.runner.provenance import provenance
 from reidlib.study.record import METRICS_FILE
-from reidlib.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from reidlib.utils.io import atomic_path, atomic_write_json, atomic_write_text, file_lock
 
 _TMP_PREFIX = "."            # temporary run folders: results/<profile>/.<name>.run-<id>/
 _COMMITTED = "COMMITTED"     # marker: the run succeeded; its files replace the results
 
 
-class _RunLock:
+def _run_lock(path: Path):
     """One run of ``results/<profile>/<name>`` at a time: an exclusive ``flock`` on
-    ``.<name>.lock`` (released by the OS when the process dies, so a killed run never blocks)."""
+    ``.<name>.lock`` (:func:`reidlib.utils.io.file_lock`; released by the OS when the process dies,
+    so a killed run never blocks), noting ``pid N since T`` in it; a second run refuses at once,
+    naming the first."""
+    def busy(holder: str) -> ExperimentError:
+        return ExperimentError(f"{path.stem.lstrip('.')} is already running for this profile "
+                               f"({holder or 'another process'}, lock {path}); wait for it to finish or stop it")
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.fh = None
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.seek(0)
-            holder = self.fh.read().strip() or "another process"
-            self.fh.close()
-            raise ExperimentError(f"{self.path.stem.lstrip('.')} is already running for this profile ({holder}, "
-                                  f"lock {self.path}); wait for it to finish or stop it") from None
-        self.fh.seek(0)
-        self.fh.truncate()
-        self.fh.write(f"pid {os.getpid()} since {_dt.datetime.now().isoformat(timespec='seconds')}")
-        self.fh.flush()
-        return self
-
-    def __exit__(self, *exc):
-        import fcntl
-
-        fcntl.flock(self.fh, fcntl.LOCK_UN)
-        self.fh.close()
-        return False
+    return file_lock(path, blocking=False, note_holder=True, error=busy)
 
 
 def _commit(tmp: Path, out_dir: Path, name: str) -> None:
@@ -121,7 +98,7 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
 
     out_dir = _results_root(results_root) / profile
     failed_nb = out_dir / f"{name}.failed.ipynb"
-    with _RunLock(out_dir / f"{_TMP_PREFIX}{name}.lock"):
+    with _run_lock(out_dir / f"{_TMP_PREFIX}{name}.lock"):
         _recover(out_dir, name)
         tmp = out_dir / f"{_TMP_PREFIX}{name}.run-{os.getpid()}-{int(time.time())}"
         work_dir = tmp / name  # tables, figures, metrics.json

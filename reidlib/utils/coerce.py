@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import types
 import typing
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Iterable, Literal, Mapping, Union
 
 from reidlib.errors import ConfigError
 
-__all__ = ["coerce", "parse_yaml_value"]
+__all__ = ["coerce", "parse_yaml_value", "split_pairs"]
 
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0"}
@@ -112,3 +112,16 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: cannot use {value!r} as {getattr(tp, '__name__', tp)}") from None
     return value
+
+
+def split_pairs(pairs: Iterable[str], example: str = "key=value") -> list[tuple[str, str]]:
+    """``["a=1", "b.c= x"]`` -> ``[("a", "1"), ("b.c", "x")]``: the one parser of ``key=value``
+    overrides (run configurations, notebook parameters); :class:`ConfigError` naming a pair without
+    ``=`` (``example`` shows the expected form)."""
+    out = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"{pair!r} is not of the form key=value (e.g. {example})")
+        key, value = pair.split("=", 1)
+        out.append((key.strip(), value.strip()))
+    return out

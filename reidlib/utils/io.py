@@ -1,13 +1,17 @@
-"""Atomic writes: every output file of reidlib is written to a temporary file in the same
-folder and renamed into place, so an interrupted run never leaves a half-written file."""
+"""Files: atomic writes (every output file of reidlib is written to a temporary file in the same
+folder and renamed into place, so an interrupted run never leaves a half-written file), safe
+checkpoint loading, the package's one inter-process lock (:func:`file_lock`) and its one JSON
+converter (:func:`jsonable`)."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 
 @contextlib.contextmanager
@@ -116,40 +120,115 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
                               f"{str(err).splitlines()[0][:200]}") from None
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[Path]:
-    """An exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block. The OS releases
-    it when the process dies, so a killed holder never blocks the next one. ``blocking=False``
-    raises ``BlockingIOError`` at once when another process holds it."""
-    import fcntl
+class LockHeld(BlockingIOError):
+    """:func:`file_lock` could not take the lock: another process holds it. ``holder`` is what
+    that process noted in the lock file (``note_holder``), ``""`` when it noted nothing."""
 
+    def __init__(self, path: Path, holder: str):
+        super().__init__(f"{path} is locked by {holder or 'another process'}")
+        self.path, self.holder = path, holder
+
+
+def _read_holder(fh) -> str:
+    try:
+        fh.seek(0)
+        return fh.read().strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, *, blocking: bool = True, timeout: Optional[float] = None,
+              note_holder: Union[bool, str] = False, on_wait: Optional[Callable[[str], None]] = None,
+              error: Optional[Callable[[str], BaseException]] = None) -> Iterator[Path]:
+    """An exclusive ``flock`` on ``path`` (created, with its folder, if missing) for the ``with``
+    block. The OS releases it when the process dies, so a killed holder never blocks the next one.
+
+    * ``blocking=True`` and no ``timeout``: wait for the lock as long as it takes (one blocking
+      ``flock``, unless ``on_wait`` asks to be told: then it polls every 0.1 s);
+    * ``blocking=False``: one attempt; ``timeout`` (seconds): attempts every 0.1 s until that long
+      has passed. Then it raises ``error(holder)`` (default :class:`LockHeld`), ``holder`` being
+      what the process that holds it noted in the file;
+    * ``on_wait(holder)``: called once, the first time the lock is found held (and not given up);
+    * ``note_holder``: once the lock is taken the file is rewritten to say who holds it: ``True``
+      writes ``pid N since <time>``, a string is written as it is.
+
+    Without ``fcntl`` (not POSIX) there is no inter-process lock: the block runs unlocked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
     with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        if blocking and timeout is None and on_wait is None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        else:
+            t0, told = time.monotonic(), False
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = _read_holder(fh)
+                    if not blocking or (timeout is not None and time.monotonic() - t0 >= timeout):
+                        raise (error(holder) if error is not None else LockHeld(path, holder)) from None
+                    if on_wait is not None and not told:
+                        on_wait(holder)
+                    told = True
+                    time.sleep(0.1)
         try:
+            if note_holder:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(note_holder if isinstance(note_holder, str) else
+                         f"pid {os.getpid()} since {datetime.datetime.now().isoformat(timespec='seconds')}")
+                fh.flush()
             yield path
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars and arrays, pandas objects (``to_dict``), paths and tuples made
-    plain JSON types; mapping keys become strings. The one JSON converter of the package."""
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def jsonable(obj: Any, *, nonfinite: Optional[Callable[[float], Any]] = None,
+             default: Optional[Callable[[Any], Any]] = None) -> Any:
+    """``obj`` as plain JSON types: dataclasses (``asdict``), mappings (keys become strings),
+    lists and tuples, 0-d tensors and numpy scalars (``.item()``), numpy arrays, pandas objects
+    (``to_dict``) and paths. The one JSON converter of the package.
+
+    ``nonfinite``: what a NaN / infinite float becomes (None: left as it is; the JSON-lines logs
+    pass ``str``). ``default``: what a leaf of any other type (not ``str``, ``int``, ``float``,
+    ``bool``, ``None``) becomes (None: left as it is; checkpoint configs pass ``str``)."""
+    import dataclasses
+    import math
+
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
         np = None
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if np is not None and isinstance(obj, np.generic):
-        return obj.item()
-    if np is not None and isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return jsonable(obj.to_dict())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+
+    def conv(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            o = dataclasses.asdict(o)
+        if hasattr(o, "item") and callable(o.item) and getattr(o, "ndim", 0) == 0:
+            o = o.item()  # torch / numpy scalars
+        if isinstance(o, float) and nonfinite is not None and not math.isfinite(o):
+            return nonfinite(o)
+        if isinstance(o, Mapping):
+            return {str(k): conv(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [conv(v) for v in o]
+        if np is not None and isinstance(o, np.ndarray):
+            return conv(o.tolist())
+        if hasattr(o, "to_dict") and callable(o.to_dict):
+            return conv(o.to_dict())
+        if isinstance(o, Path):
+            return str(o)
+        if default is not None and not isinstance(o, _PLAIN):
+            return default(o)
+        return o
+
+    return conv(obj)

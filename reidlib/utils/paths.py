@@ -20,7 +20,7 @@ def home() -> Path:
     env = os.environ.get("REIDLIB_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]   # <checkout>/reidlib/utils/paths.py
     if (checkout / "pyproject.toml").is_file() and (checkout / "reidlib").is_dir():
         return checkout
     return Path.cwd()

@@ -28,19 +28,17 @@ worker count (byte-identical on the same platform and library versions) nor on t
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import shutil
 import sys
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -55,7 +53,7 @@ from reidlib.data.synth.layouts import (VERI_DIRS, VERI_META_COLUMNS, WRITERS, L
 from reidlib.data.synth.plan import IMAGE, TEXTURE, ImagePlan, Plan, build_plan, stream
 from reidlib.data.synth.render import render
 from reidlib.errors import ConfigError
-from reidlib.utils.io import atomic_write_json, atomic_write_text
+from reidlib.utils.io import atomic_write_json, atomic_write_text, file_lock
 
 SPLIT_DIRS = dict(VERI_DIRS)
 MARKER = ".incomplete"
@@ -289,48 +287,22 @@ def _n_workers(workers: Optional[int], n_tasks: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ lock
-def _lock_holder(out: Path) -> str:
-    try:
-        return (out / LOCK).read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
+def _folder_lock(out: Path, timeout: Optional[float], progress: bool):
+    """Hold an exclusive ``flock`` on ``<out>/.synthveri.lock`` (:func:`reidlib.utils.io.file_lock`;
+    released by the OS if we die), noting our pid in it; wait for another generator at most
+    ``timeout`` seconds (None: as long as it takes), saying so once when ``progress``."""
+    def waiting(holder: str) -> None:
+        print(f"SynthVeRi: {out} is being written by another generator (pid {holder or 'unknown'}); waiting for it",
+              file=sys.stderr, flush=True)
 
+    def busy(holder: str) -> SynthFolderError:
+        return SynthFolderError(
+            f"{out} is being written by another SynthVeRi generator (pid {holder or 'unknown'}); gave up after "
+            f"lock_timeout={timeout:g} s. Run again once it has finished (its lock is released as "
+            "soon as it exits, even if it is killed)")
 
-@contextlib.contextmanager
-def _folder_lock(out: Path, timeout: Optional[float], progress: bool) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<out>/.synthveri.lock`` (released by the OS if we die)."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:        # not POSIX: no inter-process lock
-        yield
-        return
-    fh = open(out / LOCK, "a+")
-    try:
-        t0, told = time.monotonic(), False
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = _lock_holder(out)
-                if timeout is not None and time.monotonic() - t0 >= timeout:
-                    raise SynthFolderError(
-                        f"{out} is being written by another SynthVeRi generator (pid {holder}); gave up after "
-                        f"lock_timeout={timeout:g} s. Run again once it has finished (its lock is released as "
-                        "soon as it exits, even if it is killed)") from None
-                if progress and not told:
-                    print(f"SynthVeRi: {out} is being written by another generator (pid {holder}); waiting for it",
-                          file=sys.stderr, flush=True)
-                told = True
-                time.sleep(0.1)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        yield
-    finally:
-        fh.close()             # releases the lock
+    return file_lock(out / LOCK, timeout=timeout, note_holder=f"{os.getpid()}\n",
+                     on_wait=waiting if progress else None, error=busy)
 
 
 # ------------------------------------------------------------------------------------ main-module safety

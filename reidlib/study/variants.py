@@ -1,0 +1,38 @@
+"""Rows of an ablation table as data: what each changes from the profile's defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import pandas as pd
+
+__all__ = ["Variant", "design_table"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an ablation table: what changes from the profile's defaults.
+
+    ``model``: ``baseline`` | ``span`` | ``musp``. ``config``: run-configuration overrides (dotted
+    keys, e.g. ``{"model.kwargs": {"num_attentions": 3}}``). ``span``: for SPAN's part model,
+    overrides of SPAN step 1 (e.g. ``{"span.use_area": False}``). ``distance``: the distance used
+    at test time (default: the model's own).
+    """
+
+    model: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    span: Mapping[str, Any] = field(default_factory=dict)
+    distance: Optional[str] = None
+    note: str = ""
+
+    def describe(self) -> dict:
+        changes = {**{k: v for k, v in self.config.items()},
+                   **{f"SPAN step 1: {k}": v for k, v in self.span.items()}}
+        return {"model": self.model,
+                "changes": ", ".join(f"{k}={v}" for k, v in changes.items()) or "(profile defaults)",
+                "test distance": self.distance or "the model's own", "note": self.note}
+
+
+def design_table(variants: Mapping[Any, Variant]) -> pd.DataFrame:
+    """The design of an experiment: one row per variant, saying what it changes."""
+    return pd.DataFrame([{"row": str(k), **v.describe()} for k, v in variants.items()])
