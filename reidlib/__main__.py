@@ -74,6 +74,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_paths(args) -> None:
+    """The files and folders the command reads must exist: ConfigError in one line, before any
+    output folder is made (relative paths are read from the working directory, as the shell does)."""
+    from pathlib import Path
+
+    from reidlib.errors import ConfigError
+
+    wanted = {"data": ("folder", "a dataset folder"), "checkpoint": ("file or folder", "a model.pt / last.pt "
+              "or a run folder"), "span": ("file", "the model.pt of a span-masks run"),
+              "config": ("file", "a YAML config")}
+    for key, (kind, expected) in wanted.items():
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        found = path.is_dir() if kind == "folder" else path.is_file() if kind == "file" else path.exists()
+        if not found:
+            where = "" if path.is_absolute() else f" (read from the working directory {Path.cwd()})"
+            raise ConfigError(f"--{key} {value}: no {kind} {path.absolute()}{where}; expected {expected}")
+
+
+def _check_device(device, option: str) -> None:
+    """``device`` available here, else ConfigError in one line naming ``option`` and what exists."""
+    from reidlib.errors import ConfigError
+    from reidlib.utils.device import check_device
+
+    try:
+        check_device(device)
+    except ConfigError as err:
+        raise ConfigError(f"{option}: {err}") from None
+
+
 def _cmd_train(args) -> int:
     from reidlib.config import REID_MODELS, load_config
 
@@ -89,6 +121,7 @@ def _cmd_train(args) -> int:
     if args.no_progress:
         extra["train.progress"] = False
     cfg = load_config(args.config, model=args.model, overrides=args.overrides, **extra)
+    _check_device(cfg.train.device, "--device" if args.device else "train.device")
 
     from reidlib.engine import distributed as ddp
     from reidlib.engine.evaluation import evaluate_reid
@@ -135,6 +168,8 @@ def _cmd_evaluate(args) -> int:
     from reidlib.engine import distributed as ddp
     from reidlib.engine.evaluation import evaluate_reid
 
+    if args.device:
+        _check_device(args.device, "--device")
     cfg = {}
     if args.dataset:
         cfg["data.dataset"] = args.dataset
@@ -174,12 +209,14 @@ def _cmd_config(args) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    from reidlib.errors import ConfigError, DataFormatError
+    from reidlib.errors import CheckpointError, ConfigError, DataFormatError
 
     try:
+        _check_paths(args)
         return {"train": _cmd_train, "evaluate": _cmd_evaluate, "config": _cmd_config}[args.cmd](args)
-    except (ConfigError, DataFormatError, FileNotFoundError) as err:
-        print(f"error: {_rank_prefix()}{err}", file=sys.stderr)
+    except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        print(f"error: {_rank_prefix()}{first}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (at most checkpoint_every iterations are lost)", file=sys.stderr)

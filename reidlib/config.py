@@ -68,7 +68,7 @@ class DataConfig:
     #: augmented in batches in the main process), "files" (decoded per image by DataLoader
     #: workers) or "auto" (cache when the split fits cache_max_gb)
     loader: str = "auto"
-    cache_dir: str = neutral("")  #: "" = beside the data when writable, else data/image-cache
+    cache_dir: str = neutral("")  #: the image cache; "" = <home>/data/image-cache, never the dataset folder
     cache_max_gb: float = 4.0
 
 

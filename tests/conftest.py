@@ -40,3 +40,18 @@ def interrupt_after(monkeypatch):
         return done, resumed
 
     return cut
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir_of_the_test_session(tmp_path_factory):
+    """Generated data and the uint8 image cache of every test go to a temporary folder
+    (``REIDLIB_DATA_DIR``), never into the checkout's ``data/``."""
+    import os
+
+    old = os.environ.get("REIDLIB_DATA_DIR")
+    os.environ["REIDLIB_DATA_DIR"] = str(tmp_path_factory.mktemp("reidlib-data"))
+    yield
+    if old is None:
+        os.environ.pop("REIDLIB_DATA_DIR", None)
+    else:
+        os.environ["REIDLIB_DATA_DIR"] = old

@@ -168,7 +168,7 @@ def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
     optimiser-carrying last.pt / iter_*.pt are removed unless keep_state=True."""
     from reidlib.study import Study
 
-    study = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs"),
+    study = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs"), init="standin",
                   overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
     model, info = study.reid_model("baseline", 0)
     out = Path(info["out_dir"])
@@ -178,7 +178,7 @@ def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
     assert info2["cached"] and info2["out_dir"] == str(out)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     keep = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs-keep"), keep_state=True,
-                 overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
+                 init="standin", overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
     _, info3 = keep.reid_model("baseline", 0)
     assert (Path(info3["out_dir"]) / "last.pt").is_file()
 

@@ -140,6 +140,7 @@ def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch
     (tmp_path / "a.txt").write_text("2\n")
     assert git("status", "--porcelain", "--untracked-files=no") != ""
     assert provenance("smoke", {})["dirty"] is True
+    assert provenance("smoke", {})["dirty_paths"] == ["a.txt"]       # which files, not just a flag
     git("commit", "-q", "-am", "second")
     p = provenance("smoke", {"seeds": [0, 1]})
     assert p["commit"] == git("rev-parse", "HEAD") != first and p["dirty"] is False and p["seeds"] == [0, 1]

@@ -43,13 +43,17 @@ def first_existing(candidates: Sequence[str | os.PathLike], what: str) -> Path:
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """Read a UTF-8 (or ASCII) text file, stripping a BOM; undecodable bytes -> DataFormatError."""
+    """Read a UTF-8 (or ASCII) text file, stripping a BOM; undecodable bytes, or a file that cannot be
+    read (permissions, a folder) -> DataFormatError."""
     try:
         with open(path, "r", encoding="utf-8-sig", newline=None) as fh:
             return fh.read()
     except UnicodeDecodeError as exc:
         raise DataFormatError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                               expected="a plain-text list file") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise DataFormatError(path, f"cannot be read ({exc.strerror})",
+                              expected="a readable plain-text file") from None
 
 
 def iter_lines(path: str | os.PathLike, skip_blank: bool = True) -> Iterator[tuple[int, str]]:
@@ -68,6 +72,36 @@ def iter_lines(path: str | os.PathLike, skip_blank: bool = True) -> Iterator[tup
         if skip_blank and not s:
             continue
         yield no, s
+
+
+def require_records(records: Sequence[Record], list_path: str | os.PathLike, split: str,
+                    form: str) -> Sequence[Record]:
+    """``records`` if there is at least one, else DataFormatError naming ``list_path``: an empty
+    query set or gallery would only fail later, deep in the evaluation."""
+    if not records:
+        raise DataFormatError(list_path, f"an empty {split}", expected=f"{form}: at least one {split} image")
+    return records
+
+
+def label_key(name: str) -> str:
+    """The key that matches a label file's image name to a listed image: the basename with its
+    extension in lower case (VeRi-776's keypoint files say ``.jpg`` for images that a copy may name
+    ``.JPG``)."""
+    stem, ext = os.path.splitext(os.path.basename(name.replace("\\", "/")))
+    return stem + ext.lower()
+
+
+def check_labels_match(label_file: str | os.PathLike, labelled: Iterable[str], images: Iterable[str],
+                       form: str) -> None:
+    """A label file must label at least one of the dataset's ``images`` (keys as in ``labelled``):
+    one that names none of them (another copy's paths, another dataset) would leave every view
+    unknown in silence, so it raises DataFormatError naming it."""
+    labelled = set(labelled)
+    if not labelled:
+        raise DataFormatError(label_file, "no label line", expected=form)
+    if labelled.isdisjoint(images):
+        raise DataFormatError(label_file, f"none of its {len(labelled)} labelled images is an image of the dataset "
+                              f"(e.g. {min(labelled)})", expected=f"{form}, naming the dataset's images")
 
 
 class DirListing:
@@ -219,6 +253,18 @@ def check_synth_list(root: Path, manifest: Optional[Mapping[str, Any]], list_pat
                          + "): regenerate the folder or restore the list")
 
 
+SYNTH_META_FORM = ("a CSV header with 'path' and 'orientation', then one row per image (path relative to the "
+                   "root, orientation 0-7)")
+
+
+def check_synth_orientations(root: Path, manifest: Optional[Mapping[str, Any]], orientations: Mapping[str, int],
+                             records: Iterable[Record]) -> None:
+    """For a SynthVeRi folder with ``synthveri_meta.csv``: its rows (``orientations``, from
+    :func:`synth_orientations`) must label some of ``records``, else DataFormatError naming it."""
+    if manifest is not None and (root / SYNTH_META).is_file():
+        check_labels_match(root / SYNTH_META, orientations, (r.path for r in records), SYNTH_META_FORM)
+
+
 def synth_orientations(root: Path, manifest: Optional[Mapping[str, Any]]) -> dict[str, int]:
     """Absolute image path -> 8-way orientation from a SynthVeRi folder's ``synthveri_meta.csv``
     (VehicleID / VERI-Wild layouts); empty for other folders."""
@@ -226,7 +272,7 @@ def synth_orientations(root: Path, manifest: Optional[Mapping[str, Any]]) -> dic
         return {}
     path = root / SYNTH_META
     out: dict[str, int] = {}
-    form = "a CSV header with 'path' and 'orientation', then one row per image (orientation 0-7)"
+    form = SYNTH_META_FORM
     rows = csv.reader(read_text(path).splitlines())
     header = next(rows, [])
     if "path" not in header or "orientation" not in header:
@@ -236,12 +282,12 @@ def synth_orientations(root: Path, manifest: Optional[Mapping[str, Any]]) -> dic
         if not row:
             continue
         try:
-            o = int(row[io_])
+            o, rel = int(row[io_]), row[ip]
             if not 0 <= o <= 7:
                 raise ValueError
         except (IndexError, ValueError):
             raise DataFormatError(path, f"bad row {row!r}", line=no, expected=form) from None
-        out[str(root / row[ip])] = o
+        out[str(root / rel)] = o
     return out
 
 

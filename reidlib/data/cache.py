@@ -6,8 +6,12 @@ cores. :class:`ImageCache` decodes a list of records once, at the training size,
 layout the convolutions want). The resize is the per-image path's (torchvision's antialiased
 ``resize`` of the uint8 image), so a cached image equals what :func:`reidlib.data.dataset.build_transforms`
 resizes. The file is named by a hash of the image paths, their sizes and modification times and
-the target size, written atomically and guarded by a lock, so concurrent runs (or ranks) build it
-once and a changed dataset gets a new cache.
+the target size (so two datasets, or a changed one, never share a file), written atomically and
+guarded by a lock of its own, so concurrent runs (or ranks) build it once.
+
+Where: ``data.cache_dir`` when set, else the project's data folder,
+``<home>/data/image-cache/`` (:func:`default_cache_dir`); never the user's dataset folder, which
+reidlib only reads (nor, through a symbolic link, the folder a linked image folder lives in).
 
 :func:`fits` tells whether a split is small enough to cache (SynthVeRi ``small`` at 128 px is
 ~350 MB; real VERI-Wild at 256 px is ~80 GB and is read image by image).
@@ -41,15 +45,11 @@ def fits(records: Sequence[Record], height: int, width: int, budget_gb: float = 
     return nbytes(len(records), height, width) <= float(budget_gb) * 2**30
 
 
-def default_cache_dir(records: Sequence[Record]) -> Path:
-    """``<dataset root>/.reidlib-cache`` when the dataset folder is writable, else the project's
-    ``data/image-cache`` (:func:`reidlib.utils.paths.data_dir`)."""
+def default_cache_dir() -> Path:
+    """The project's ``data/image-cache`` (:func:`reidlib.utils.paths.data_dir`; ``$REIDLIB_HOME``
+    moves it): where :class:`ImageCache` writes unless given a folder. Never beside the data."""
     from reidlib.utils import paths
 
-    if records:
-        root = Path(records[0].path).resolve().parent.parent
-        if os.access(root, os.W_OK):
-            return root / ".reidlib-cache"
     return paths.data_dir() / "image-cache"
 
 
@@ -80,7 +80,7 @@ class ImageCache:
                  progress: bool = False):
         self.records = list(records)
         self.height, self.width = int(height), int(width)
-        self.dir = Path(cache_dir) if cache_dir else default_cache_dir(self.records)
+        self.dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.path = self.dir / f"images-{self.height}x{self.width}-{_key(self.records, self.height, self.width)}.npy"
         if not self.path.is_file():
             self._build(progress)
@@ -96,7 +96,7 @@ class ImageCache:
     def _build(self, progress: bool) -> None:
         from tqdm.auto import tqdm
 
-        with file_lock(self.dir / ".lock"):              # another process may be building the same cache
+        with file_lock(self.dir / f".{self.path.stem}.lock"):   # another process may be building this one
             if self.path.is_file():
                 return
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

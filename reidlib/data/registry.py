@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from reidlib.errors import ConfigError
 
-__all__ = ["DatasetSpec", "DATASETS", "load_dataset", "spec_of"]
+__all__ = ["DatasetSpec", "DATASETS", "load_dataset", "spec_of", "accepted_test_sizes"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,11 @@ def spec_of(dataset: Any) -> DatasetSpec:
         raise ConfigError(f"{type(dataset).__name__} is not a dataset of the table (name {name!r}); expected one "
                           f"of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def accepted_test_sizes(name: str) -> tuple:
+    """The ``test_size`` values dataset ``name`` accepts besides ``None`` (its first test set):
+    its official test-set sizes, ``()`` for a dataset with one test set (then only ``None``)."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return tuple(DATASETS[name].test_sizes)

@@ -20,7 +20,11 @@ SynthVeRi folders in this layout (``python -m reidlib.data.synth OUT --layout ve
 :mod:`reidlib.data.synth.layouts`): ``test_size`` takes the list names the folder's
 ``manifest.json`` offers in ``test_sizes`` (800 / 1600 / 2400, holding as many ids as the preset
 has: tiny 3 / 6 / 10); every list must hold the images and ids the manifest records (a cut list
-raises); views come from ``synthveri_meta.csv`` (``Record.orientation`` / ``view``; None otherwise).
+raises); views come from ``synthveri_meta.csv`` (``Record.orientation`` / ``view``; None otherwise;
+a ``synthveri_meta.csv`` that labels none of the listed images raises).
+
+A test list that leaves the query set or the gallery empty (no line, or every id with a single
+image) raises, naming the list.
 """
 from __future__ import annotations
 
@@ -31,9 +35,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from reidlib.data._parsing import (DirListing, check_synth_list, check_test_size, iter_lines, require_dir,
-                                   require_file, summarize, synth_manifest, synth_orientations,
-                                   verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, check_synth_orientations, check_test_size,
+                                   iter_lines, require_dir, require_file, require_records, summarize,
+                                   synth_manifest, synth_orientations, verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import ConfigError, DataFormatError
@@ -73,7 +77,12 @@ class VehicleID:
         check_synth_list(self.root, self.manifest, split_dir / "train_list.txt", self.train)
         test_list = split_dir / f"test_list_{self.test_size}.txt"
         self._test: list[Record] = _read_list(test_list, img_dir, listing, orient)
+        require_records(self._test, test_list, "gallery", f"lines {LINE_FORM}")
+        if len({r.pid for r in self._test}) == len(self._test):    # the protocol keeps one per id for the gallery
+            raise DataFormatError(test_list, f"an empty query: each of its {len(self._test)} ids has a single "
+                                  "image, which the gallery takes", expected="some ids with two or more images")
         check_synth_list(self.root, self.manifest, test_list, self._test)
+        check_synth_orientations(self.root, self.manifest, orient, self.train + self._test)
         if verify_images:
             verify_readable(self.train + self._test)
         self._apply_trial(int(trial))

@@ -3,13 +3,16 @@
 Layout under ``root`` (the official release, and SynthVeRi's output):
 
 * ``image_train/``, ``image_query/``, ``image_test/`` (the gallery) and the lists
-  ``name_train.txt``, ``name_query.txt``, ``name_test.txt``: one file name a line.
+  ``name_train.txt``, ``name_query.txt``, ``name_test.txt``: one file name a line (an empty query
+  or gallery list raises).
 * File name ``VVVV_cCCC_TTTTTTTT_N.jpg`` (e.g. ``0002_c002_00030600_0.jpg``): 4-digit vehicle id,
   camera ``cCCC``, 8-digit timestamp, a trailing index that is not interpreted. Id and camera
   are parsed from the file name only, never from the folder.
 * Optional ``keypoint_train.txt`` / ``keypoint_test.txt``: ``<relative path> x1 y1 ... x20 y20
-  orientation`` (42 whitespace-separated integer fields), keyed by the basename of field 0.
-  Orientation 0-7 is mapped to SPAN's 5 view classes by
+  orientation`` (42 whitespace-separated integer fields), keyed by the basename of field 0 (its
+  extension in any case: ``x.jpg`` labels an image listed as ``x.JPG``). A keypoint file that
+  labels none of the listed images (or holds no line) raises instead of leaving every view
+  unknown. Orientation 0-7 is mapped to SPAN's 5 view classes by
   :func:`reidlib.data.views.orientation_to_view5`. Exact duplicate lines (the official
   ``keypoint_test.txt`` holds 500) are tolerated, as are repeats with the same orientation;
   an image listed with *different* orientations is reported (a warning and
@@ -32,8 +35,9 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from reidlib.data._parsing import (DirListing, check_synth_list, is_int, iter_lines, require_dir,
-                                   require_file, summarize, synth_manifest, verify_readable)
+from reidlib.data._parsing import (DirListing, check_labels_match, check_synth_list, is_int, iter_lines, label_key,
+                                   require_dir, require_file, require_records, summarize, synth_manifest,
+                                   verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import DataFormatError
@@ -82,13 +86,18 @@ class VeRi776:
         self.manifest = synth_manifest(self.root)
         self.label_conflicts: dict[str, list[tuple[str, int, int]]] = {}
         self.keypoint_files: list[str] = []
-        orientations = self._read_keypoints()
+        orientations, labelled = self._read_keypoints()
 
         listing = DirListing()
         splits = {}
         for split, (folder, list_name) in SPLITS.items():
             splits[split] = self._read_split(folder, list_name, orientations, listing)
+            if split != "train":
+                require_records(splits[split], self.root / list_name, split, f"{NAME_FORM}, one a line")
             check_synth_list(self.root, self.manifest, self.root / list_name, splits[split])
+        images = {label_key(r.path) for recs in splits.values() for r in recs}
+        for kp_path, keys in labelled.items():
+            check_labels_match(kp_path, keys, images, KEYPOINT_FORM)
         self.train: list[Record] = splits["train"]
         self.query: list[Record] = splits["query"]
         self.gallery: list[Record] = splits["gallery"]
@@ -119,7 +128,7 @@ class VeRi776:
             if fname in seen:
                 duplicates.append(f"{fname} (lines {seen[fname]} and {no})")
             seen.setdefault(fname, no)
-            o = orientations.get(fname)
+            o = orientations.get(label_key(fname))
             records.append(Record(path=str(img_dir / fname), pid=int(m.group(1)), camid=int(m.group(2)),
                                   orientation=o, view=None if o is None else orientation_to_view5(o)))
         if duplicates:
@@ -127,15 +136,18 @@ class VeRi776:
                           f"e.g. {', '.join(duplicates[:3])}", stacklevel=3)
         return records
 
-    def _read_keypoints(self) -> dict[str, Optional[int]]:
-        """basename -> orientation (0-7), or None for images with conflicting labels."""
-        first: dict[str, tuple[str, int, int]] = {}     # basename -> (file, line, orientation)
+    def _read_keypoints(self) -> tuple[dict[str, Optional[int]], dict[Path, set[str]]]:
+        """``(label key -> orientation (0-7), or None for images with conflicting labels;
+        keypoint file -> the label keys it holds)``; keys are :func:`label_key` of the basename."""
+        first: dict[str, tuple[str, int, int]] = {}     # key -> (file, line, orientation)
         conflicts: dict[str, list[tuple[str, int, int]]] = {}
+        labelled: dict[Path, set[str]] = {}
         for kp_name in KEYPOINT_FILES:
             kp_path = self.root / kp_name
             if not kp_path.is_file():
                 continue
             self.keypoint_files.append(str(kp_path))
+            keys = labelled.setdefault(kp_path, set())
             for no, line in iter_lines(kp_path):
                 fields = line.split()
                 if len(fields) != 42:
@@ -150,7 +162,8 @@ class VeRi776:
                 if not 0 <= orient <= 7:
                     raise DataFormatError(kp_path, f"orientation {orient} out of range", line=no,
                                           expected=KEYPOINT_FORM)
-                base = os.path.basename(fields[0].replace("\\", "/"))
+                base = label_key(fields[0])
+                keys.add(base)
                 entry = (kp_name, no, orient)
                 if base not in first:
                     first[base] = entry
@@ -170,7 +183,7 @@ class VeRi776:
             warnings.warn(f"{len(conflicts)} image(s) have conflicting orientation labels in "
                           f"{'/'.join(KEYPOINT_FILES)}; their view is set to unknown (None). "
                           f"e.g. {examples}", stacklevel=3)
-        return out
+        return out, labelled
 
     def _read_index(self, fname: str) -> Optional[list[list[int]]]:
         path = self.root / fname

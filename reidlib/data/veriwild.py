@@ -13,7 +13,8 @@ malformed data line raises, naming the file and the line.
 SynthVeRi folders in this layout (``--layout veriwild``, :mod:`reidlib.data.synth.layouts`):
 ``test_size`` takes the list names the manifest offers in ``test_sizes``; every list must hold
 the images and ids the manifest records (a cut list raises); views come from
-``synthveri_meta.csv``.
+``synthveri_meta.csv`` (one that labels none of the listed images raises). An empty query or
+gallery list raises, naming it.
 
 Protocol: the official VERI-Wild protocol is the market-style one: for each query, gallery
 images with the same id AND the same camera are removed before ranking (a query image that is
@@ -27,9 +28,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reidlib.data._parsing import (DirListing, check_synth_list, check_test_size, first_existing, is_int,
-                                   iter_lines, require_dir, summarize, synth_manifest, synth_orientations,
-                                   verify_readable)
+from reidlib.data._parsing import (DirListing, check_synth_list, check_synth_orientations, check_test_size,
+                                   first_existing, is_int, iter_lines, require_dir, require_records, summarize,
+                                   synth_manifest, synth_orientations, verify_readable)
 from reidlib.data.records import Record
 from reidlib.data.views import orientation_to_view5
 from reidlib.errors import DataFormatError
@@ -70,15 +71,18 @@ class VERIWild:
         listing = DirListing()
         orient = synth_orientations(self.root, self.manifest)
 
-        def read(name: str) -> list[Record]:
+        def read(name: str, split: str = "") -> list[Record]:
             path = find(name)
             records = _read_list(path, img_dir, cameras, info_path, listing, orient)
+            if split:
+                require_records(records, path, split, LINE_FORM + ", one a line")
             check_synth_list(self.root, self.manifest, path, records)
             return records
 
         self.train: list[Record] = read("train_list.txt")
-        self.query: list[Record] = read(f"test_{self.test_size}_query.txt")
-        self.gallery: list[Record] = read(f"test_{self.test_size}.txt")
+        self.query: list[Record] = read(f"test_{self.test_size}_query.txt", "query")
+        self.gallery: list[Record] = read(f"test_{self.test_size}.txt", "gallery")
+        check_synth_orientations(self.root, self.manifest, orient, self.train + self.query + self.gallery)
         if verify_images:
             verify_readable(self.train + self.query + self.gallery)
 

@@ -6,7 +6,9 @@ and the *metadata* needed to rebuild the model — the model's name in
 and, for SPAN's part-feature model, the frozen SPAN's own arguments. :func:`rebuild` turns that
 metadata into an untrained model of the same architecture; :func:`load_model` rebuilds and loads
 the weights. Every file is read with ``torch.load(weights_only=True)``: a checkpoint can hold
-tensors, numbers, strings, lists and dicts, never code.
+tensors, numbers, strings, lists and dicts, never code. A file whose metadata builds no model, or
+whose weights do not fit the model it describes, is refused before any weight is loaded
+(:class:`reidlib.errors.CheckpointError`, one line naming the file and what does not fit).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from reidlib.engine.checkpoint import FORMAT, VERSION, jsonable_config, load_checkpoint, to_bytes
-from reidlib.errors import ConfigError
+from reidlib.errors import CheckpointError, ConfigError
 from reidlib.utils.io import atomic_write_bytes, safe_torch_load
 
 __all__ = ["MODEL_FILE", "save_model_file", "model_meta", "rebuild", "load_model", "load_span"]
@@ -82,17 +84,46 @@ def rebuild(meta: Mapping[str, Any]) -> torch.nn.Module:
     return model_class("foreground")(**kwargs)
 
 
+def _rebuilt(meta: Mapping[str, Any], path: str | os.PathLike) -> torch.nn.Module:
+    """:func:`rebuild`, with any failure (unknown task or model, missing ``num_classes``, options the
+    model does not take) as a CheckpointError naming the file."""
+    try:
+        return rebuild(meta)
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        reason = f"no {err}" if isinstance(err, KeyError) else (str(err).splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: its metadata builds no model ({reason}); expected the 'meta' a reidlib "
+                              "run writes (task, model_name, model_kwargs; num_classes for re-ID models)") from None
+
+
+def _with_weights(model: torch.nn.Module, weights: Any, path: str | os.PathLike, what: str) -> torch.nn.Module:
+    """``model`` (eval mode) with the state dict ``weights`` loaded, or a CheckpointError naming the
+    file when they do not fit it (before ``load_state_dict``'s traceback)."""
+    from reidlib.models.backbones import state_dict_misfit
+
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"{path}: holds no state dict of weights (found {type(weights).__name__}); "
+                              f"expected the weights of {what}")
+    misfit = state_dict_misfit(model.state_dict(), weights)
+    if misfit:
+        raise CheckpointError(f"{path}: its weights do not fit {what}: {misfit}; expected the weights of that "
+                              "model (the file edited, or its metadata from another run)")
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def _described(meta: Mapping[str, Any]) -> str:
+    classes = f", {meta['num_classes']} classes" if "num_classes" in meta else ""
+    return (f"the model its metadata describes ({meta.get('model_name')} {dict(meta.get('model_kwargs') or {})}"
+            f"{classes})")
+
+
 def load_model(checkpoint: str | os.PathLike, map_location: Any = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the model of a training run from ``model.pt`` / ``last.pt`` (or the run folder) and
     load its weights. Returns ``(model in eval mode, the checkpoint dict)``."""
     state = load_checkpoint(checkpoint, map_location=map_location)
+    path = state.get("path", checkpoint)
     meta = state.get("meta") or {}
-    try:
-        model = rebuild(meta)
-    except ConfigError as err:
-        raise ConfigError(f"{state.get('path', checkpoint)}: {err}") from None
-    model.load_state_dict(state["model"])
-    return model.eval(), state
+    return _with_weights(_rebuilt(meta, path), state.get("model"), path, _described(meta)), state
 
 
 def load_span(path: str | os.PathLike, map_location: Any = "cpu"):
@@ -100,26 +131,24 @@ def load_span(path: str | os.PathLike, map_location: Any = "cpu"):
     ``last.pt`` / the run folder), or from a plain file holding its state dict (optionally as
     ``{"state_dict" | "model": ..., "config": {"backbone": ..., "out_size": ...}}``)."""
     path = Path(path)
-    raw = safe_torch_load(path, map_location=map_location) if Path(path).is_file() else None
+    raw = safe_torch_load(path, map_location=map_location) if path.is_file() else None
     if raw is None or (isinstance(raw, dict) and raw.get("format") == FORMAT):
-        state = load_checkpoint(path, map_location=map_location)   # a reidlib run: file or folder
-    else:                                                          # a plain state-dict file
-        state = None
-    if state is not None:
+        state = raw if raw is not None else load_checkpoint(path, map_location=map_location)   # a reidlib run
         meta = state.get("meta") or {}
         if meta.get("task") != "span":
-            raise ConfigError(f"{path}: not a SPAN checkpoint (task {meta.get('task')!r}); expected the output "
-                              "of `reidlib train --model span-masks`")
-        model = rebuild(meta)
-        model.load_state_dict(state["model"])
-        return model.eval()
-    config, weights = {}, raw
+            raise CheckpointError(f"{path}: not a SPAN checkpoint (task {meta.get('task')!r}); expected the "
+                                  "output of `reidlib train --model span-masks`")
+        return _with_weights(_rebuilt(meta, path), state.get("model"), path, _described(meta))
+    config, weights = {}, raw                                      # a plain state-dict file
     if isinstance(raw, dict):
         config = dict(raw.get("config") or {})
         for key in ("state_dict", "model"):
             if isinstance(raw.get(key), dict):
                 weights = raw[key]
                 break
-    span = _span_from(config)
-    span.load_state_dict(weights)
-    return span.eval()
+    try:
+        span = _span_from(config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its config {config} builds no SPAN ({err}); expected SPAN's "
+                              "arguments (backbone, out_size, stride, decoder)") from None
+    return _with_weights(span, weights, path, f"SPAN({', '.join(f'{k}={v!r}' for k, v in span.config.items())})")

@@ -5,7 +5,9 @@ number of gallery items that come before it, i.e. ``(d_j, j) < (d_p, col_p)`` in
 order (smaller distance first, ties broken by the lower gallery index). Per row, in cache:
 
 1. a monotone bucket map ``bucket(x) = clip(floor((x - lo) * scale), 0, B - 1)`` fitted to the
-   row's finite true-match distances; every match gets its bucket;
+   row's finite true-match distances (``scale`` finite and positive: 1.0 where the range is too
+   narrow for a finite one, e.g. subnormal distances, so no product is ever NaN); every match
+   gets its bucket;
 2. every item gets its bucket by the same float64 arithmetic; a histogram of the items' buckets
    gives, for each match, the items in lower buckets (all strictly closer, by monotonicity);
 3. the items that share a bucket with a match (collected without branches) are compared with
@@ -60,11 +62,13 @@ def count_before(dist, t_start, t_cols, t_vals, before, nbk):
             if v > -np.inf and v < np.inf:
                 lo = min(lo, v)
                 hi = max(hi, v)
-        if hi > lo:
-            scale = (nbk - 1.0) / (hi - lo)
-        else:
-            if not lo <= hi:
-                lo = 0.0
+        if not lo <= hi:                      # no finite true-match distance
+            lo = 0.0
+        # a range narrower than ~1e-305 (subnormal distances) would overflow the scale to inf, and
+        # (lo - lo) * inf = NaN then becomes a bucket index: fall back to 1.0 like the numpy path
+        # (any finite positive scale keeps the map monotone)
+        scale = (nbk - 1.0) / (hi - lo) if hi > lo else 1.0
+        if not 0.0 < scale < np.inf:
             scale = 1.0
         top = nbk - 1.0
         for k in range(m):

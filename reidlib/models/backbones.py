@@ -5,16 +5,22 @@ The papers' "conv1..conv4" are torchvision's ``conv1/bn1/relu/maxpool + layer1..
 stride 16 (Luo et al.'s trick; MUSP's public code uses output stride 16).
 
 Weights are never downloaded: ``weights`` is ``None`` (random init) or the path of a local
-state-dict file (e.g. torchvision's ``resnet50-0676ba61.pth`` that the user copied by hand).
+state-dict file (e.g. torchvision's ``resnet50-0676ba61.pth`` that the user copied by hand). The
+file must hold that ResNet's trunk, key for key and shape for shape (``fc.*`` is optional and
+ignored): another ResNet's file is refused naming the ResNet it holds, before torch would fail on
+(or, ResNet-34 into ResNet-18, silently accept) it.
 """
 from __future__ import annotations
 
+import functools
 import os
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional
 
+import torch
 from torch import nn
 from torchvision import models as tvm
 
+from reidlib.errors import CheckpointError
 from reidlib.utils.io import safe_torch_load
 
 _BUILDERS = {"resnet18": tvm.resnet18, "resnet34": tvm.resnet34, "resnet50": tvm.resnet50,
@@ -34,13 +40,7 @@ def build_resnet(name: str = "resnet50", weights: Optional[str | os.PathLike] = 
         if not os.path.isfile(path):
             raise FileNotFoundError(f"backbone weights file not found: {path} (reidlib never downloads weights; "
                                     "point `weights` at a local torchvision state-dict file)")
-        state = safe_torch_load(path)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not k.startswith("fc.")]
-        if bad:
-            raise ValueError(f"{path}: not a {name} state dict (missing keys such as {bad[:3]})")
+        net.load_state_dict(_resnet_state(path, name, net.state_dict()), strict=False)
     if last_stride == 1:
         block = net.layer4[0]
         if isinstance(block, tvm.resnet.BasicBlock):
@@ -50,6 +50,62 @@ def build_resnet(name: str = "resnet50", weights: Optional[str | os.PathLike] = 
         if block.downsample is not None:
             block.downsample[0].stride = (1, 1)
     return net
+
+
+def state_dict_misfit(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any],
+                      ignore: Callable[[str], bool] = lambda key: False) -> Optional[str]:
+    """What keeps the state dict ``given`` from loading (strictly) into a module whose own state dict
+    is ``expected``, as one phrase (a few keys of each kind, with the counts), or None when it
+    fits. Keys for which ``ignore(key)`` is true are not compared."""
+    def shape(v: Any) -> str:
+        return str(list(v.shape)) if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
+
+    missing = [k for k in expected if k not in given and not ignore(k)]
+    unexpected = [str(k) for k in given if k not in expected and not ignore(k)]
+    other = [k for k in expected if k in given and not ignore(k) and shape(given[k]) != shape(expected[k])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} key(s) missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
+    if other:
+        k = other[0]
+        parts.append(f"{len(other)} tensor(s) of other shapes (e.g. {k}: {shape(given[k])} in the file, "
+                     f"{shape(expected[k])} expected)")
+    return ", ".join(parts) or None
+
+
+def _optional_key(key: str) -> bool:
+    """Keys a backbone weights file may leave out or hold in any shape: the unused ``fc`` and
+    BatchNorm's ``num_batches_tracked`` (torch fills it in)."""
+    return key.startswith("fc.") or key.endswith("num_batches_tracked")
+
+
+@functools.lru_cache(maxsize=None)
+def _resnet_shapes(name: str) -> dict:
+    with torch.device("meta"):                                   # shapes only: no memory, no init cost
+        return dict(_BUILDERS[name](weights=None).state_dict())
+
+
+def _resnet_state(path: str, name: str, own: Mapping[str, torch.Tensor]) -> dict:
+    """The state dict of the weights file ``path`` for a ``name`` ResNet whose own state dict is
+    ``own``, checked (CheckpointError naming the file and what it holds) and without ``fc`` entries
+    of another shape (another number of classes: unused here)."""
+    state = safe_torch_load(path)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    form = f"a {name} state dict (torchvision's key names: conv1.weight, layer1.0.conv1.weight, ...)"
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}; expected {form}")
+    misfit = state_dict_misfit(own, state, ignore=_optional_key)
+    if misfit:
+        held = [n for n in _BUILDERS if state_dict_misfit(_resnet_shapes(n), state, ignore=_optional_key) is None]
+        if held:
+            raise CheckpointError(f"{path}: a {held[0]} state dict (its conv1 ... layer4 keys and shapes are "
+                                  f"{held[0]}'s), expected {name} for this backbone")
+        raise CheckpointError(f"{path}: not a {name} state dict: {misfit}; expected {form}")
+    return {k: v for k, v in state.items()
+            if not (k.startswith("fc.") and k in own and tuple(v.shape) != tuple(own[k].shape))}
 
 
 def feature_dim(name: str) -> int:

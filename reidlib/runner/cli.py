@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Optional
 
+from reidlib.errors import CheckpointError, ConfigError, DataFormatError
 from reidlib.runner.notebooks import PROFILE_ORDER, ExperimentError, notebooks_dir, parse_overrides, results_root
 from reidlib.runner.scheduler import reproduce
 from reidlib.runner.transaction import run
@@ -62,7 +63,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for nb in sorted(notebooks_dir().glob("*.ipynb")):
                 have = [p for p in PROFILE_ORDER if (root / p / f"{nb.stem}.json").is_file()]
                 print(f"{nb.stem:24s} {' '.join(have) or '-'}")
-    except ExperimentError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ExperimentError, ConfigError, DataFormatError, CheckpointError, OSError) as err:
+        # one line: the run reports its first error; a library error or an unwritable results
+        # folder found before the run started is named the same way
+        print(f"error: {(str(err).splitlines() or [type(err).__name__])[0]}", file=sys.stderr)
         return 2
     return 0

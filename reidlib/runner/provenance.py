@@ -1,9 +1,13 @@
-"""What produced a result: the code (commit, dirty flag), the library versions, the machine, the
-profile, the seeds and the parameters of the run."""
+"""What produced a result: the code (commit, dirty flag), the library versions, the machine (its CPU
+model and the CPU features that pick torch's bf16 kernels), the kernel backends in use, the
+profile, the seeds and the parameters of the run. What of it must match for a number to be
+reproduced bit for bit is said in ``book/verdicts.md`` ("Reproducibility")."""
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
+from importlib import metadata
 from typing import Any, Mapping, Optional
 
 from reidlib.utils import paths
@@ -15,6 +19,55 @@ def _git(*args: str) -> Optional[str]:
         return subprocess.run(["git", *args], cwd=paths.home(), capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+#: the CPU features that decide which bf16 kernels torch's oneDNN runs under CPU autocast
+BF16_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f")
+
+
+def cpu_model() -> str:
+    """The processor's name: ``model name`` in ``/proc/cpuinfo``, else :func:`platform.processor`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            found = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.MULTILINE)
+    except OSError:
+        found = None
+    return found.group(1).strip() if found else (platform.processor() or platform.machine())
+
+
+def machine_record() -> dict[str, Any]:
+    """The CPU and the numerics libraries, as far as they change the numbers: the CPU model, its
+    bf16-relevant flags (present or not), torch's CPU kernel level (``get_cpu_capability``) and
+    whether its oneDNN computes bf16 natively, numpy / numba / pandas versions and the CPDM and
+    ranking backends (``REIDLIB_CPDM_BACKEND`` / ``REIDLIB_RANK_BACKEND``, else the default)."""
+    import torch
+
+    from reidlib.metrics import cpdm, rank
+    from reidlib.utils.device import cpu_bf16_supported, cpu_flags
+
+    flags = cpu_flags()
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+
+    def version(dist: str) -> Optional[str]:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    def backend(resolve) -> str:
+        try:
+            return resolve()
+        except (ImportError, ValueError) as exc:      # a bad environment variable: say so, do not fail
+            return f"unresolved ({exc})"
+
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": {name: name in flags for name in BF16_FLAGS},
+        "cpu_capability": capability() if capability else None,
+        "cpu_bf16_native": cpu_bf16_supported(),
+        "numpy": version("numpy"), "numba": version("numba"), "pandas": version("pandas"),
+        "backends": {"cpdm": backend(cpdm.resolve_backend), "rank": backend(rank.resolve_backend)},
+    }
 
 
 def seeds_used(profile: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,7 +87,8 @@ def seeds_used(profile: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto") -> dict[str, Any]:
-    """What produced a result: code (commit, dirty flag, versions), machine, profile, seeds, parameters."""
+    """What produced a result: code (commit, dirty flag, versions), machine (:func:`machine_record`),
+    profile, seeds, parameters."""
     import torch
     import torchvision
 
@@ -47,6 +101,9 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
+        # which tracked files differed from the commit (``git status --porcelain`` paths)
+        "dirty_paths": [re.sub(r"^\s*\S{1,2}\s+", "", line).split(" -> ")[-1] for line in status.splitlines()]
+        if status else [],
         "reidlib": reidlib.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -56,6 +113,7 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
         # what training and feature extraction use by default on this device (train.amp=auto)
         "precision": precision_name(resolve_amp("auto", resolve_device(device)), channels_last=False),
         "torch_threads": torch.get_num_threads(),
+        **machine_record(),
         "profile": profile,
         "seeds": by_meaning["training_seeds"],     # the training seeds (one model per seed and row)
         "seeds_by_meaning": by_meaning,

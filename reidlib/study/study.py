@@ -50,6 +50,25 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+#: what a finished run folder holds (:func:`run_complete`); ``model.pt`` is written last
+LOG_FILE, CONFIG_FILE = "log.jsonl", "config.yaml"
+
+
+def run_complete(out: str | os.PathLike) -> bool:
+    """Whether the run folder ``out`` is a finished cache entry: its ``model.pt``, ``log.jsonl``
+    and ``config.yaml`` are all there (a folder with ``model.pt`` alone, say after ``runs/`` was
+    deleted while a run was writing it, is not)."""
+    from reidlib.engine.artifacts import MODEL_FILE
+
+    return all((Path(out) / name).is_file() for name in (MODEL_FILE, LOG_FILE, CONFIG_FILE))
+
+
+def _drop_training_state(out: Path) -> None:
+    """Remove a run folder's resumable training state (``last.pt``, ``iter_*.pt``)."""
+    for p in [out / "last.pt", *out.glob("iter_*.pt")]:
+        p.unlink(missing_ok=True)
+
+
 def _profile(profile: str | Profile) -> Profile:
     return get_profile(profile) if isinstance(profile, str) else profile
 
@@ -98,10 +117,15 @@ class Study:
     #: folder layout it is written in; ``test_size``: VehicleID 800/1600/2400, VERI-Wild 3000/...
     dataset: str = "veri776"
     test_size: Optional[int] = None
-    #: how every backbone starts: ``"standin"`` (pretrained on a SynthVeRi folder of its own,
-    #: :meth:`pretrained_backbone`), ``"random"``, or the path of a local ImageNet state-dict file;
-    #: ``None``: the profile's choice
+    #: how the re-ID backbone starts: ``"standin"`` (pretrained on a SynthVeRi folder of its own,
+    #: :meth:`pretrained_backbone`), ``"random"``, or the path of a local ImageNet state-dict file
+    #: (torchvision naming) for the profile's ``reid_backbone``; ``None``: the profile's choice,
+    #: refused with a ``data_root`` of one's own when that is the stand-in (say how, then)
     init: Optional[str] = None
+    #: how SPAN's trunk (``span_backbone``: SPAN step 1, the foreground network) starts, the same
+    #: choices; ``None``: as ``init``, except that a file given as ``init`` is for the re-ID
+    #: backbone only, refused when the two architectures differ (one file cannot start both)
+    span_init: Optional[str] = None
     #: keep each finished run's resumable training state (``last.pt``, ``iter_*.pt``: weights plus
     #: optimiser moments, ~3x the model) next to its ``model.pt``. Off by default: a finished run is
     #: only ever reloaded from ``model.pt``, and the state of a SPAN re-ID model is ~0.5 GB.
@@ -130,7 +154,7 @@ class Study:
         self.cache = Path(self.cache_dir) if self.cache_dir else paths.runs_dir(self.profile)
         self._dataset = None
         self._generated = bool(self.data_root)
-        self.init = self.init or self.prof.init
+        self._resolve_inits()
         self._weights: dict[str, Optional[str]] = {}
         self._standins: dict[str, str] = {}      # stand-in weight file -> its backbone (made when needed)
 
@@ -182,7 +206,7 @@ class Study:
         """Every seed of this study by its meaning, as used (for provenance)."""
         return {"data_seed": self.data_seed, "training_seeds": self.seeds, "span_step1_seeds": self.seeds,
                 "eval_seed": self.eval_seed, "trial_seed": self.trial_seed if self.dataset == "vehicleid" else None,
-                "pretrain_data_seed": self.pretrain_seed if self.init == "standin" else None}
+                "pretrain_data_seed": self.pretrain_seed if "standin" in (self.init, self.span_init) else None}
 
     # ---------------------------------------------------------------- configs
     def _base(self, model: str, seed: int, iters: int, root: Optional[Path] = None) -> dict:
@@ -251,22 +275,75 @@ class Study:
         return self.config("foreground", c, overrides)
 
     # ---------------------------------------------------------------- initialisation
+    def _resolve_inits(self) -> None:
+        """``init`` and ``span_init`` resolved (``"standin"``, ``"random"`` or a file) and checked,
+        each failure one line: a stand-in nobody asked for with one's own data, one file for two
+        architectures, two settings for one architecture (a backbone has one start), a missing file
+        or one holding another network (:func:`reidlib.models.backbones.build_resnet`'s check)."""
+        from reidlib.errors import CheckpointError, ConfigError
+        from reidlib.models.backbones import build_resnet
+
+        prof, keywords = self.prof, ("standin", "random")
+        reid, span = prof.reid_backbone, prof.span_backbone
+
+        def check(name: str, value: str, backbone: str) -> None:
+            if value in keywords:
+                return
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"{name}={value!r}: no file {path}; expected 'standin', 'random' or a local "
+                                        f"ImageNet {backbone} state-dict file (reidlib never downloads weights)")
+            try:
+                build_resnet(backbone, path)                # the check every model's loading makes
+            except CheckpointError as err:
+                raise CheckpointError(f"{name}: {err}") from None
+
+        explicit = bool(self.init) or "init" in self.overrides
+        self.init = self.init or prof.init
+        if self.data_root and not explicit and self.init == "standin":
+            both = reid if reid == span else f"each of {reid}, {span}"
+            span_file = "" if reid == span else f" -p span_init=/path/{span}.pth"
+            raise ConfigError(f"with your own data (data_root={self.data_root!r}) say how the backbones start: "
+                              f"-p init=/path/{reid}.pth{span_file} (ImageNet, torchvision naming), or "
+                              f"-p init=standin to pretrain a stand-in on SynthVeRi first ({prof.pretrain_iters} "
+                              f"iterations for {both}; profile {prof.name}) - nothing is downloaded")
+        check("init", self.init, reid)
+        if not self.span_init:
+            if self.init not in keywords and reid != span:
+                raise ConfigError(f"init={self.init!r} is the re-ID backbone's {reid} file, but SPAN's trunk is a "
+                                  f"{span} (profile {prof.name}): pass span_init=/path/{span}.pth (ImageNet, "
+                                  f"torchvision naming) or span_init=standin (pretrained on SynthVeRi, only if a "
+                                  f"page trains SPAN); one file cannot start both")
+            self.span_init = self.init
+        def where(value: str):
+            return value if value in keywords else Path(value).expanduser().resolve()
+
+        if reid == span and where(self.init) != where(self.span_init):
+            raise ConfigError(f"span_init={self.span_init!r} differs from init={self.init!r}, but SPAN's trunk and "
+                              f"the re-ID backbone are both {reid} (profile {prof.name}): one start serves both; "
+                              f"leave span_init unset")
+        if reid != span:                                    # else the same start, checked as init
+            check("span_init", self.span_init, span)
+
     def backbone_weights(self, backbone: str) -> Optional[str]:
-        """The ``model.weights`` every model with ``backbone`` starts from (see ``init``). For the
-        stand-in this is the file its pretraining run writes; the run happens when a model that
-        starts from it is trained (:meth:`cached`), not here."""
+        """The ``model.weights`` every model with ``backbone`` starts from: ``span_init`` for SPAN's
+        trunk (the profile's ``span_backbone``), ``init`` for the re-ID backbone (one setting when
+        both are the same architecture). For the stand-in this is the file its pretraining run
+        writes; the run happens when a model that starts from it is trained (:meth:`cached`), not
+        here."""
         if backbone not in self._weights:
-            if self.init == "random":
+            init, name = (self.span_init, "span_init") if backbone == self.prof.span_backbone else (self.init, "init")
+            if init == "random":
                 self._weights[backbone] = None
-            elif self.init == "standin":
+            elif init == "standin":
                 path = str(self.run_dir("pretrain", self.pretrain_config(backbone), self._pretrain_extra)
                            / f"backbone-{backbone}.pth")
                 self._standins[path] = backbone
                 self._weights[backbone] = path
             else:
-                path = Path(self.init).expanduser()
+                path = Path(init).expanduser()
                 if not path.is_file():
-                    raise FileNotFoundError(f"init={self.init!r}: expected 'standin', 'random' or a local "
+                    raise FileNotFoundError(f"{name}={init!r}: expected 'standin', 'random' or a local "
                                             "ImageNet state-dict file (reidlib never downloads weights)")
                 self._weights[backbone] = str(path)
         return self._weights[backbone]
@@ -340,21 +417,53 @@ class Study:
             self.pretrained_backbone(self._standins[weights])
 
     # ---------------------------------------------------------------- cached training
+    def run_inputs(self, cfg) -> dict:
+        """What the run of ``cfg`` reads besides its configuration, by content: the fingerprint of
+        a dataset folder the user gave (:func:`reidlib.data.fingerprint.dataset_fingerprint`: its
+        lists and image files) and of a weights file the user gave
+        (:func:`reidlib.data.fingerprint.weights_fingerprint`). SynthVeRi folders this study
+        generates are identified by their path (preset, image size, seed and layout), stand-in
+        weights by the pretraining run's folder in their path: nothing is generated or trained to
+        compute this."""
+        from reidlib.data.fingerprint import dataset_fingerprint, weights_fingerprint
+
+        inputs = {}
+        root = cfg.data.root
+        if root and not self._generated_root(root):
+            inputs["data"] = dataset_fingerprint(root)
+        weights = cfg.model.weights
+        if weights and weights not in self._standins:
+            inputs["weights"] = weights_fingerprint(weights)
+        return inputs
+
+    def _generated_root(self, root: str) -> bool:
+        """Whether ``root`` is a SynthVeRi folder this study generates (its data, the stand-in's)."""
+        root = os.path.abspath(root)
+        if root == os.path.abspath(self.root_path):
+            return not self.data_root
+        return root == os.path.abspath(dataset_path(self.prof, self.pretrain_seed, self.data_dir))
+
     def run_dir(self, kind: str, cfg, extra: Any = None) -> Path:
         """Runs are keyed by the resolved configuration (a :class:`reidlib.config.Config`: defaults
         filled in), so two spellings of the same run share one folder; settings that cannot change
-        the weights (:func:`reidlib.config.weight_neutral_keys`) are left out."""
+        the weights (:func:`reidlib.config.weight_neutral_keys`) are left out; ``extra`` and the
+        content of the user's dataset folder and weights file (:meth:`run_inputs`) are put in, so a
+        cut list or a replaced file under the same path gets a new folder."""
         from reidlib.config import weight_neutral_keys
 
         resolved = cfg.to_dict()
         for key in weight_neutral_keys():
             section, name = key.split(".")
             resolved.get(section, {}).pop(name, None)
-        return self.cache / f"{kind}-{_hash([resolved, extra])}"
+        inputs = self.run_inputs(cfg)
+        return self.cache / f"{kind}-{_hash([resolved, extra, inputs] if inputs else [resolved, extra])}"
 
     def cached(self, kind: str, cfg, train: Callable, extra: Any = None):
         """``(model in eval mode, info)``: the model of ``cfg`` from the cache, or trained by
-        ``train(cfg, resume)`` (resuming an interrupted run) and cached. One process at a time
+        ``train(cfg, resume)`` and cached. Only a complete folder counts (:func:`run_complete`:
+        ``model.pt``, ``log.jsonl`` and ``config.yaml``); an incomplete one resumes from its
+        ``last.pt`` when its log is there too, else it is trained again from scratch (its partial
+        files removed first, so a stale ``model.pt`` never completes it). One process at a time
         per cache entry: a second one (another notebook, another GPU's job) waits for the first
         and then loads its model instead of training it again."""
         from reidlib.engine.artifacts import MODEL_FILE, load_model
@@ -364,16 +473,19 @@ class Study:
         model_file = out / MODEL_FILE
         out.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(out.parent / f".{out.name}.lock"):
-            if model_file.exists():
+            if run_complete(out):
                 model, _ = load_model(model_file)
                 return model.eval(), {"out_dir": str(out), "cached": True}
             self._prepare(cfg)
             cfg = cfg.copy()
             cfg.train.out_dir = str(out)
-            res = train(cfg, resume=(out / "last.pt").exists())
-            if not self.keep_state and model_file.exists():
-                for p in [out / "last.pt", *out.glob("iter_*.pt")]:
-                    p.unlink(missing_ok=True)
+            resume = (out / "last.pt").is_file() and (out / LOG_FILE).is_file()
+            model_file.unlink(missing_ok=True)               # written again last, when the run finishes
+            if not resume:
+                _drop_training_state(out)
+            res = train(cfg, resume=resume)
+            if not self.keep_state and run_complete(out):
+                _drop_training_state(out)
         return res.model.eval(), {"out_dir": str(out), "cached": False, "seconds": round(res.seconds, 1),
                                   "final_log": res.history[-1] if res.history else None}
 
@@ -431,8 +543,13 @@ class Study:
         from reidlib.utils.device import seed_everything
         from reidlib.utils.io import atomic_write_json
 
+        from reidlib.data.fingerprint import dataset_fingerprint
+
+        own_data = dataset_fingerprint(self.root_path) if self.data_root else None   # a user's folder, by content
+        init = self.init if self.init in ("standin", "random") else self.run_inputs(
+            self.reid_config("baseline", self.seeds[0])).get("weights", self.init)
         key = _hash([self.prof.to_dict(), self.data_seed, self.eval_seed, self.seeds, str(self.root_path),
-                     self.init, self.dataset, self.test_size, self.trial_seed])
+                     own_data, init, self.dataset, self.test_size, self.trial_seed])
         path = self.cache / f"reference-levels-{key}.json"
         if path.is_file():
             rows = json.loads(path.read_text())

@@ -14,18 +14,52 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 
+def _umask_at_import() -> int:
+    """The umask when this module was imported (``os.umask`` can only be read by setting it: done
+    once, here, before any thread of reidlib writes a file)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+_PROC_STATUS = "/proc/self/status"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it: the ``Umask:`` line of ``/proc/self/status``
+    (Linux 4.7+), else the umask this module saw at import."""
+    try:
+        with open(_PROC_STATUS, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1].strip(), 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
     Use for writers that want a file name (``torch.save``, ``cv2.imwrite``, ``nbformat.write``).
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The file gets
+    the mode a plain ``open(path, "w")`` would give it (``0o666`` less the umask), not
+    ``mkstemp``'s ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
+    try:  # mkstemp makes the file 0600; the file written is the user's, as open() would make it
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~current_umask())
+    except BaseException:
+        tmp_path.unlink()
+        raise
+    finally:
+        os.close(fd)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -96,10 +130,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file: a file holding
-    Python objects other than tensors and plain data is refused (unpickling them could run code
-    from the file), and a truncated or corrupt file says so. Raises
-    :class:`reidlib.errors.CheckpointError` (FileNotFoundError for a missing file)."""
+    """``torch.load(path, weights_only=True)`` with errors that name the file, as one line: a file
+    holding Python objects other than tensors and plain data is refused (unpickling them could run
+    code from the file); an empty file, a file that is no torch file at all (text, zeros) and a
+    truncated or corrupt one each say so. Raises :class:`reidlib.errors.CheckpointError`
+    (FileNotFoundError for a missing file)."""
     import pickle
 
     import torch
@@ -109,15 +144,29 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    expected = "expected a file written by torch.save"
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        raise CheckpointError(f"{path}: empty file (0 bytes); {expected}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except Exception as err:                      # noqa: BLE001 - whatever fails, the file is at fault
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln or "allowlisted" in ln),
+                      lines[0] if lines else type(err).__name__)[:200].rstrip(".")
+        refused = isinstance(err, pickle.UnpicklingError) and "Unsupported operand" not in detail
+    # torch.save writes a zip archive (legacy: a pickle, whose protocol 2+ opcode is 0x80)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        text = head.decode("utf-8", errors="replace")
+        begins = (f"text {text.splitlines()[0][:40]!r}" if all(c.isprintable() or c.isspace() for c in text)
+                  else f"bytes {head[:8].hex(' ')}")
+        raise CheckpointError(f"{path}: not a torch file (it begins with {begins}); {expected}")
+    if refused:
         raise CheckpointError(f"{path}: refused: the file holds Python objects that weights_only loading does "
-                              f"not allow (unpickling them could run code from the file): "
-                              f"{str(err).splitlines()[0][:200]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: unreadable (truncated or corrupt torch file): "
-                              f"{str(err).splitlines()[0][:200]}") from None
+                              f"not allow (unpickling them could run code from the file): {detail}; {expected} "
+                              "holding only tensors, numbers, strings, lists and dicts")
+    raise CheckpointError(f"{path}: unreadable (truncated or corrupt torch file: {detail}); {expected}, complete")
 
 
 class LockHeld(BlockingIOError):

@@ -1,6 +1,6 @@
 """Where reidlib keeps what it generates, when the caller does not say.
 
-* ``data_dir()``: generated datasets (SynthVeRi), ``<home>/data``;
+* ``data_dir()``: generated datasets (SynthVeRi) and the image cache, ``<home>/data`` (or ``$REIDLIB_DATA_DIR``);
 * ``runs_dir(profile)``: the cache of trained models, ``<home>/runs/<profile>``;
 * ``results_dir(profile)``: executed notebooks and their metrics, ``<home>/results/<profile>``.
 
@@ -27,7 +27,9 @@ def home() -> Path:
 
 
 def data_dir() -> Path:
-    return home() / "data"
+    """``$REIDLIB_DATA_DIR`` when set (e.g. the test suite's temporary folder), else ``<home>/data``."""
+    env = os.environ.get("REIDLIB_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else home() / "data"
 
 
 def runs_dir(profile: str) -> Path:
