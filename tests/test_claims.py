@@ -198,9 +198,11 @@ def test_summary_recomputes_verdicts_from_the_committed_files(tmp_path):
     pd.DataFrame({"R1": [50.0, 51.0, 52.0, 55.0], "mAP": [30.0, 31.0, 29.0, 35.0]},
                  index=["baseline", "span_fc", "span_cat", "span_cpdm"]).to_csv(exp / "table.csv")
     verdicts, side = summary_table(tmp_path, EXPERIMENTS)
-    mine = verdicts[verdicts["experiment"] == "SPAN Table 2 (VeRi-776)"]
+    page = verdicts[verdicts["experiment"] == "SPAN Table 2: global and part features"]
+    mine = page[page["source"] == "paper"]
     assert set(mine["verdict"]) <= {"holds", "inconclusive"} and len(mine) == 6
-    others = verdicts[verdicts["experiment"] != "SPAN Table 2 (VeRi-776)"]
+    assert set(page[page["source"] == "ours"]["verdict"]) == {"not measured"}   # its fifth row is not in the file
+    others = verdicts[verdicts["experiment"] != "SPAN Table 2: global and part features"]
     assert set(others["verdict"]) == {"not measured"}
     assert len(verdicts[verdicts["stated"].astype(bool)]) == len(CLAIMS)
     assert set(side["row"]) == {"baseline", "span_fc", "span_cat", "span_cpdm"}

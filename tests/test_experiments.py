@@ -60,7 +60,7 @@ def test_claim_texts_are_unique_across_the_book():
 
 
 def test_lookup_by_name():
-    assert experiment("span_aggregation").title == "SPAN Table 2 (VeRi-776)"
+    assert experiment("span_aggregation").title == "SPAN Table 2: global and part features"
     with pytest.raises(KeyError, match="span_aggregation"):
         experiment("nope")
 

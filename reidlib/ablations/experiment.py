@@ -35,7 +35,7 @@ from typing import Any, Mapping, Optional, Sequence
 from reidlib.claims.verdicts import Claim
 
 __all__ = ["Experiment", "FigureText", "Page", "ShownFigure", "FIGURE_METADATA_KEY", "LEARNING_CURVES",
-           "intervals_caption"]
+           "intervals_caption", "trial_query_pids"]
 
 #: the key of a figure output's metadata naming the figure (read by the book's preparation)
 FIGURE_METADATA_KEY = "reidlib"
@@ -55,12 +55,21 @@ LEARNING_CURVES = FigureText("Learning curves of the table's models (first seed)
 _STANDARD_FIGURES = {"learning_curves": LEARNING_CURVES}
 #: the reference lines of every ``intervals`` figure (:meth:`Page.intervals`)
 _LEVEL_LINES = "Dotted and dashed lines: an untrained network and the stand-in before fine-tuning."
+#: what the two lines of panels of an ``intervals`` figure with the paper's numbers are
+_PANELS = ("Top: ours (dots, 95% interval). Bottom, on one scale in metric points: each row's difference "
+           "from the first row the paper reports, ours (dots, 95% paired interval over identities) and "
+           "the paper's (hollow diamonds; real data).")
+
+
+def _paper_key(row: Any) -> Any:
+    """A table row as the papers' tables key it (MUSP Table 5's rows are the integers n)."""
+    return int(row) if str(row).isdigit() else row
 
 
 def intervals_caption(rows: str, alt: str) -> FigureText:
-    """The caption of a page's ``intervals`` figure: ``rows`` (what its dots and diamonds are), then
-    what its reference lines are."""
-    return FigureText(f"{rows} {_LEVEL_LINES}", alt)
+    """The caption of a page's ``intervals`` figure: ``rows`` (what its rows are), then what its two
+    lines of panels and reference lines show."""
+    return FigureText(f"{rows} {_PANELS} {_LEVEL_LINES}", alt)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,20 @@ class Experiment:
             known = sorted(set(self.figures) | set(_STANDARD_FIGURES))
             raise KeyError(f"{self.name}: no caption for figure {name!r}; the record captions {known}")
         return text
+
+
+def trial_query_pids(study, results) -> Optional[list]:
+    """The queries' vehicle identities of every trial, trials one after another, for ``results``
+    evaluated on a protocol with several trials (VehicleID: each trial draws its own gallery, so
+    its own queries): read from the study's dataset (``with_trial``), as the evaluation drew them;
+    None for one trial or a study without such a dataset."""
+    first = next((per_seed[0] for per_seed in results.runs.values() if per_seed), None)
+    trials = len(first.get("rank_results") or ()) if first else 0
+    data = getattr(study, "data", None) if trials > 1 else None
+    if data is None or not hasattr(data, "with_trial"):
+        return None
+    pids = [r.pid for t in range(trials) for r in data.with_trial(t).query]
+    return pids if len(pids) == sum(len(r.query_ap) for r in first["rank_results"]) else None
 
 
 class ShownFigure:
@@ -129,6 +152,8 @@ class Page:
         self.tables: dict[str, Any] = {}         #: further tables the page shows and records
         self.verdicts = None
         self.comparisons = None
+        self.facts: dict = {}                    #: the precondition facts the verdicts were given
+        self.results = None                      #: what :meth:`run` returned
         self._recorded: tuple[tuple, bool] = ((), False)
 
     # ------------------------------------------------------------------ what the page shows
@@ -144,8 +169,16 @@ class Page:
         return show_table(table, precision=precision)
 
     def run(self):
-        """Every variant trained (or loaded) and evaluated: :meth:`reidlib.study.Study.run`."""
-        return self.study.run(self.experiment.variants)
+        """Every variant trained (or loaded) and evaluated: :meth:`reidlib.study.Study.run`; for a
+        protocol with several trials, the queries' identities of every trial attached
+        (:attr:`reidlib.study.Results.query_pids`), the clusters of the claims' bootstrap."""
+        results = self.study.run(self.experiment.variants)
+        if getattr(results, "query_pids", None) is None:
+            pids = trial_query_pids(self.study, results)
+            if pids is not None:
+                results.query_pids = pids
+        self.results = results
+        return results
 
     def figure(self, name: str, figure) -> ShownFigure:
         """``figure`` shown under the record's caption for ``name`` (and recorded as ``<name>.png``)."""
@@ -160,8 +193,35 @@ class Page:
 
         levels = self.study.reference_levels()
         self.tables["levels"] = levels
-        return self.figure("intervals", intervals_figure(table, paper=self.experiment.paper_numbers or None,
-                                                         levels=levels))
+        paper = self.experiment.paper_numbers or None
+        reference = next((r for r in table.index if _paper_key(r) in (paper or {})), None)
+        diffs = self.paired_differences(table, reference) if paper and reference is not None else None
+        return self.figure("intervals", intervals_figure(table, paper=paper, levels=levels, reference=reference,
+                                                         differences=diffs))
+
+    def paired_differences(self, table, reference, metrics: Sequence[str] = ("mAP", "R1")) -> Optional[dict]:
+        """``{row: {metric: (low, high)}}``: the 95% paired interval of each row's difference from
+        ``reference`` (identities resampled, as the claims' intervals: :mod:`reidlib.claims.stats`),
+        from the per-query results of :meth:`run` (None before it ran)."""
+        from reidlib.claims import per_query
+        from reidlib.claims.stats import paired_bootstrap
+
+        if self.results is None:
+            return None
+        arrays = self.results.arrays()
+        groups, unit, _ = per_query.clusters(arrays)
+        out: dict = {}
+        for row in table.index:
+            if row == reference:
+                continue
+            for m in metrics:
+                try:
+                    a, b = per_query.values(arrays, row, m), per_query.values(arrays, reference, m)
+                except KeyError:
+                    continue
+                iv = paired_bootstrap(a, b, groups=groups, unit=unit)
+                out.setdefault(row, {})[m] = (iv.low, iv.high)
+        return out
 
     def learning_curves(self, results) -> ShownFigure:
         """Figure ``learning_curves``: training loss and ID accuracy of each row's first seed."""
@@ -175,15 +235,28 @@ class Page:
 
         return compare_with_paper(self.experiment.paper_numbers, table, metrics).round(digits)
 
-    def claims(self, results):
+    def claims(self, results, facts: Optional[Mapping[str, Any]] = None):
         """The verdicts on the record's claims from ``results`` (a :class:`reidlib.study.Results` or
-        its per-query arrays), shown as a table and kept for :meth:`record` and :meth:`check`."""
-        from reidlib.claims.verdicts import evaluate_claims
+        its per-query arrays), shown as a table and kept for :meth:`record` and :meth:`check`.
+        ``facts``: what the page knows about the claims' preconditions (``{key: (ok, reason)}``,
+        :func:`reidlib.claims.verdicts.evaluate_claims`); the separability of the models is added from
+        the reference levels (:meth:`intervals`' or the study's) when the claims need it."""
+        from reidlib.claims.verdicts import SEPARABLE, evaluate_claims, separability_facts
 
         arrays = results.arrays() if hasattr(results, "arrays") else results
+        facts = dict(facts or {})
+        if SEPARABLE not in facts and any(SEPARABLE in c.preconditions for c in self.experiment.claims):
+            facts.update(separability_facts(arrays, self._levels()))
+        self.facts = facts
         self.verdicts, self.comparisons = evaluate_claims(self.experiment.claims, arrays,
-                                                          paper=self.experiment.paper_numbers)
+                                                          paper=self.experiment.paper_numbers, facts=facts)
         return self.show_verdicts(self.verdicts)
+
+    def _levels(self):
+        """The reference levels the page showed, else the study's (None without a study)."""
+        if "levels" not in self.tables and hasattr(self.study, "reference_levels"):
+            self.tables["levels"] = self.study.reference_levels()
+        return self.tables.get("levels")
 
     @staticmethod
     def show_verdicts(verdicts):
@@ -203,6 +276,8 @@ class Page:
         from reidlib.study.record import record, record_results
 
         tables = {**self.tables, **(tables or {})}
+        if self.facts:
+            metrics = {"facts": self.facts, **metrics}
         if table is None:
             self._recorded = (tuple(tables), False)
             return record(results_dir, metrics, tables=tables, figures=self.figures)

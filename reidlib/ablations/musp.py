@@ -59,13 +59,13 @@ def musp_attention_figure(study: Study, num_attentions: int = 5, n_images: int =
 # ------------------------------------------------------------------------------------------------
 
 MUSP_ATTENTIONS = Experiment(
-    "musp_attentions", "MUSP Table 5 (VeRi-776)", "musp", "MUSP", "Table 5", MUSP_ATTENTION_VARIANTS,
+    "musp_attentions", "MUSP Table 5: the number of attentions", "musp", "MUSP", "Table 5", MUSP_ATTENTION_VARIANTS,
     paper_numbers=paper.MUSP_TABLE5,
     claims=(reid_claim("n = 5 attentions gives the best mAP", "mAP", *[beats(5, n) for n in (2, 3, 4, 6)]),
             reid_claim("four or more attentions beat fewer than four (mean over n)", "mAP",
                        {4: 1 / 3, 5: 1 / 3, 6: 1 / 3, 2: -1 / 2, 3: -1 / 2})),
     figures={"intervals": intervals_caption(
-        "MUSP Table 5: ours (dots, 95% interval) and the paper's (diamonds, top axis).",
+        "MUSP Table 5's rows (n attentions, and the baseline) on SynthVeRi.",
         "mAP and rank-1 for n = 2 to 6 attentions and the baseline, with 95% intervals, and the paper's numbers"),
         "attention_maps": FigureText(
         "MUSP with n = 5 attentions (first seed): on each test image, the four kept part attentions and the "
@@ -73,19 +73,19 @@ MUSP_ATTENTIONS = Experiment(
         "Test images followed by MUSP's four part attention maps and its background attention map")})
 
 MUSP_ESE = Experiment(
-    "musp_ese", "MUSP Table 6 (VehicleID small)", "musp", "MUSP", "Table 6", MUSP_ESE_VARIANTS,
+    "musp_ese", "MUSP Table 6: ESE channel attention", "musp", "MUSP", "Table 6", MUSP_ESE_VARIANTS,
     paper_numbers=paper.MUSP_TABLE6,
     claims=(reid_claim("ESE improves rank-1", "R1", beats("with_ese", "without_ese")),),
     figures={"intervals": intervals_caption(
-        "MUSP with and without ESE: ours (dots, 95% interval) and the paper's (diamonds; VehicleID small, "
-        "rank-1 only).", "mAP and rank-1 with and without ESE, with 95% intervals, and the paper's rank-1")})
+        "MUSP with and without ESE on SynthVeRi in VehicleID's layout and protocol (the paper reports "
+        "rank-1 only, on VehicleID small).", "mAP and rank-1 with and without ESE, with 95% intervals, and the paper's rank-1")})
 
 MUSP_ACTIVATION = Experiment(
-    "musp_activation", "MUSP Table 7 (VeRi-776)", "musp", "MUSP", "Table 7", MUSP_ACTIVATION_VARIANTS,
+    "musp_activation", "MUSP Table 7: softmax or sigmoid", "musp", "MUSP", "Table 7", MUSP_ACTIVATION_VARIANTS,
     paper_numbers=paper.MUSP_TABLE7,
     claims=(reid_claim("softmax attention beats sigmoid attention", "mAP", beats("softmax", "sigmoid")),),
     figures={"intervals": intervals_caption(
-        "Softmax vs sigmoid attention: ours (dots, 95% interval) and the paper's (diamonds).",
+        "MUSP Table 7's rows (softmax or sigmoid attention) on SynthVeRi.",
         "mAP and rank-1 of softmax and sigmoid attention with 95% intervals, and the paper's")})
 
 __all__ += ["MUSP_ATTENTIONS", "MUSP_ESE", "MUSP_ACTIVATION"]

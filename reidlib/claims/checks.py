@@ -60,7 +60,7 @@ def check_table(table: pd.DataFrame, rows: Iterable[Any], page: str = "") -> Non
 
 def check_verdicts(verdicts: pd.DataFrame, claims: Sequence, page: str = "") -> None:
     """One verdict per claim and metric, from the verdict vocabulary, each consistent with its
-    interval (holds: low > 0; contradicted: high < 0 — for single comparisons)."""
+    interval (holds: low > 0; contradicted: high < 0), and "not tested here" with its reason."""
     allowed = set(VERDICTS) | {"not measured"}
     got = set(verdicts["verdict"])
     if not got <= allowed:
@@ -73,6 +73,8 @@ def check_verdicts(verdicts: pd.DataFrame, claims: Sequence, page: str = "") -> 
             _fail(page, f"{r['claim']} ({r['metric']}): 'holds' with an interval reaching {r['low']}")
         if r["verdict"] == "contradicted" and not r["high"] < 0:
             _fail(page, f"{r['claim']} ({r['metric']}): 'contradicted' with an interval reaching {r['high']}")
+        if r["verdict"] == "not tested here" and not str(r.get("reading", "")).startswith("not tested here: "):
+            _fail(page, f"{r['claim']} ({r['metric']}): 'not tested here' without the failed precondition")
 
 
 def check_recorded(results_dir: str | Path, page: str = "", tables: Sequence[str] = ("table",),

@@ -2,14 +2,15 @@
 
 :meth:`Results.table`: one row per variant with R1 / R5 / mAP / mINP in percent, the mean over
 seeds, the standard deviation over seeds when there are several, and the bootstrap 95% interval of
-mAP and R1 (queries resampled, and seeds first when there are several). The per-query arrays behind
-them (:meth:`Results.arrays`) are what claims are checked on (:mod:`reidlib.claims.verdicts`).
+mAP and R1 (test identities resampled with all their queries, and seeds first when there are
+several). The per-query arrays behind them (:meth:`Results.arrays`, each query with its vehicle
+identity) are what claims are checked on (:mod:`reidlib.claims.verdicts`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,18 +23,22 @@ METRICS = ("R1", "R5", "mAP", "mINP")
 @dataclass
 class Results:
     """The evaluations of one experiment: ``runs[row]`` holds one
-    :func:`reidlib.engine.evaluation.evaluate_reid` result per training seed (``seeds``)."""
+    :func:`reidlib.engine.evaluation.evaluate_reid` result per training seed (``seeds``);
+    ``query_pids``: the queries' vehicle identities in unit order (trials one after another), where
+    the evaluations do not carry them (a protocol with several trials)."""
 
     runs: dict
     seeds: list
+    query_pids: Optional[Sequence] = None
     _arrays: Optional[dict] = field(default=None, repr=False)
 
     def arrays(self) -> dict:
-        """The per-query arrays of every row and seed (:mod:`reidlib.claims.per_query`; computed once)."""
+        """The per-query arrays of every row and seed, with each query's identity
+        (:mod:`reidlib.claims.per_query`; computed once)."""
         from reidlib.claims import per_query
 
         if self._arrays is None:
-            self._arrays = per_query.from_evaluations(self.runs, self.seeds)
+            self._arrays = per_query.from_evaluations(self.runs, self.seeds, pids=self.query_pids)
         return self._arrays
 
     def logs(self) -> dict:
@@ -46,12 +51,14 @@ class Results:
     def table(self, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """One row per variant: R1 / R5 / mAP / mINP in percent (mean over seeds; with several
         seeds also their standard deviation ``<metric>_std``), and the 95% bootstrap interval of
-        mAP and R1 (``mAP_low`` / ``mAP_high`` ...: queries resampled, and seeds first when there
-        are several; :func:`reidlib.claims.stats.bootstrap_interval`)."""
+        mAP and R1 (``mAP_low`` / ``mAP_high`` ...: identities resampled, queries where the
+        identities are unknown, and seeds first when there are several;
+        :func:`reidlib.claims.stats.bootstrap_interval`)."""
         from reidlib.claims import per_query
         from reidlib.claims.stats import bootstrap_interval
 
         arrays = self.arrays()
+        groups, unit, _ = per_query.clusters(arrays)
         rows = {}
         for name, per_seed in self.runs.items():
             row: dict[str, Any] = {}
@@ -61,7 +68,8 @@ class Results:
                 if len(vals) > 1:
                     row[f"{m}_std"] = vals.std(ddof=1)
             for m in ("mAP", "R1"):
-                iv = bootstrap_interval(per_query.values(arrays, name, m), resamples=resamples, seed=bootstrap_seed)
+                iv = bootstrap_interval(per_query.values(arrays, name, m), resamples=resamples, seed=bootstrap_seed,
+                                        groups=groups, unit=unit)
                 row[f"{m}_low"], row[f"{m}_high"] = iv.low, iv.high
             row["seeds"] = len(per_seed)
             rows[name] = row

@@ -14,23 +14,37 @@ __all__ = ["intervals_figure", "forest_figure", "learning_curves_figure", "curve
            "VERDICT_COLOURS"]
 
 VERDICT_COLOURS = {"holds": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#6e7781",
-                   "not measured": "#d0d7de"}
+                   "not tested here": "#8250df", "not measured": "#d0d7de"}
 
 
 def intervals_figure(table: pd.DataFrame, metrics=("mAP", "R1"), paper: Optional[Mapping[Any, Mapping]] = None,
-                     title: str = "", row_label: str = "", levels: Optional[pd.DataFrame] = None):
-    """One panel per metric: each row's value (dot) with its 95% interval (``<metric>_low`` /
-    ``<metric>_high`` columns), and the paper's number for the same row as a hollow diamond on
-    the panel's top axis (real data: another scale, for orientation only). ``levels``: reference
-    levels to read the rows against (:meth:`reidlib.study.Study.reference_levels`: an untrained
-    network, the stand-in before fine-tuning), drawn as labelled vertical lines."""
+                     title: str = "", row_label: str = "", levels: Optional[pd.DataFrame] = None,
+                     reference: Any = None, differences: Optional[Mapping[Any, Mapping[str, tuple]]] = None):
+    """Top: one panel per metric, each row's value (dot) with its 95% interval (``<metric>_low`` /
+    ``<metric>_high`` columns); ``levels``: reference levels to read the rows against
+    (:meth:`reidlib.study.Study.reference_levels`: an untrained network, the stand-in before
+    fine-tuning), drawn as labelled vertical lines.
+
+    With ``paper`` (the paper's ``{row: {metric: value}}``), a second line of panels compares the two
+    on one scale, in metric points: each row's difference from the ``reference`` row (default: the
+    first row the paper also reports) — ours as a dot (with its paired 95% interval when
+    ``differences[row][metric] = (low, high)`` is given), the paper's as a hollow diamond. No second
+    axis: a 0.8-point paper difference looks as small as it is next to ours."""
     from matplotlib.figure import Figure
 
     rows = [str(r) for r in table.index]
     y = np.arange(len(rows))[::-1]
-    fig = Figure(figsize=(4.2 * len(metrics), 0.45 * len(rows) + 1.4), layout="constrained")
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    for ax, m in zip(axes, metrics):
+    pv = {m: np.array([(paper or {}).get(_key(r), {}).get(m, np.nan) for r in table.index], float) for m in metrics}
+    with_paper = bool(paper) and any(np.isfinite(v).any() for v in pv.values())
+    ref = None
+    if with_paper:
+        have = [r for r, v in zip(table.index, zip(*[pv[m] for m in metrics])) if np.isfinite(v).any()]
+        ref = reference if reference is not None else (have[0] if have else table.index[0])
+    n_lines = 2 if with_paper else 1
+    fig = Figure(figsize=(4.2 * len(metrics), n_lines * (0.45 * len(rows) + 1.2) + 0.3), layout="constrained")
+    axes = fig.subplots(n_lines, len(metrics), squeeze=False)
+    for k, m in enumerate(metrics):
+        ax = axes[0][k]
         val = table[m].to_numpy(float)
         lo = table.get(f"{m}_low", table[m]).to_numpy(float)
         hi = table.get(f"{m}_high", table[m]).to_numpy(float)
@@ -39,28 +53,34 @@ def intervals_figure(table: pd.DataFrame, metrics=("mAP", "R1"), paper: Optional
         if levels is not None and m in levels:
             for (name, lv), style in zip(levels[m].items(), (":", "--", "-.")):
                 ax.axvline(lv, color="#57606a", ls=style, lw=1, label=name)
-        ax.set_yticks(y, rows if ax is axes[0] else [""] * len(rows))
+        ax.set_yticks(y, rows if k == 0 else [""] * len(rows))
         ax.set_xlabel(f"{m} (%), ours")
         ax.grid(axis="x", alpha=0.3)
-        if paper:
-            pv = np.array([paper.get(_key(r), {}).get(m, np.nan) for r in table.index], float)
-            if np.isfinite(pv).any():
-                top = ax.twiny()
-                top.plot(pv, y, "D", mfc="none", color="#bc4c00", label="paper")
-                top.set_xlabel(f"{m} (%), paper (real data)", color="#bc4c00")
-                top.tick_params(axis="x", colors="#bc4c00")
-                finite = pv[np.isfinite(pv)]
-                pad = max(0.5, (finite.max() - finite.min()) * 0.15)
-                top.set_xlim(finite.min() - pad, finite.max() + pad)
+        if not with_paper:
+            continue
+        dx = axes[1][k]
+        i_ref = list(table.index).index(ref)
+        ours = val - val[i_ref]
+        theirs = pv[m] - pv[m][i_ref]
+        iv = [(differences or {}).get(r, {}).get(m) for r in table.index]
+        lo_d = np.array([ours[i] if v is None else v[0] for i, v in enumerate(iv)], float)
+        hi_d = np.array([ours[i] if v is None else v[1] for i, v in enumerate(iv)], float)
+        dx.axvline(0, color="#57606a", lw=0.8)
+        dx.errorbar(ours, y, xerr=[ours - lo_d, hi_d - ours], fmt="o", color="#0969da", ecolor="#0969da",
+                    capsize=3, label="ours (95% paired interval)" if differences else "ours")
+        dx.plot(theirs, y, "D", mfc="none", color="#bc4c00", label="paper (real data)")
+        dx.set_yticks(y, rows if k == 0 else [""] * len(rows))
+        dx.set_xlabel(f"{m} difference from {ref} (points)")
+        dx.grid(axis="x", alpha=0.3)
     if row_label:
-        axes[0].set_ylabel(row_label)
+        axes[0][0].set_ylabel(row_label)
     if title:
         fig.suptitle(title)
     handles = [h for ax in fig.axes for h in ax.get_legend_handles_labels()[0]]
     labels = [lab for ax in fig.axes for lab in ax.get_legend_handles_labels()[1]]
     if handles:
         uniq = dict(zip(labels, handles))
-        fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncols=len(uniq),
+        fig.legend(list(uniq.values()), list(uniq.keys()), loc="outside lower center", ncols=min(len(uniq), 3),
                    frameon=False)
     return fig
 
@@ -69,56 +89,65 @@ def _key(r):
     return int(r) if str(r).isdigit() else r
 
 
+def _verdict_colour(verdict: str) -> str:
+    """The colour of a verdict ("holds in this run" is a "holds")."""
+    for key, colour in VERDICT_COLOURS.items():
+        if str(verdict).startswith(key):
+            return colour
+    return "#6e7781"
+
+
 def forest_figure(verdicts: pd.DataFrame, title: str = "", wrap: int = 48):
     """Every claim's difference with its 95% interval (stated metric), coloured by verdict, with the
     paper's own difference marked (hollow diamond), grouped by paper; 0 is the line the interval
-    must clear. ``verdicts``: :func:`reidlib.claims.verdicts.summary_table` (or ``evaluate_claims``) output."""
+    must clear. One panel per metric (mAP, rank-1, mask IoU, ...), each on its own scale, so a
+    mask-IoU claim does not squeeze the re-ID ones. ``verdicts``: the output of
+    :func:`reidlib.claims.verdicts.summary_table` (or ``evaluate_claims``)."""
     import textwrap
 
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     v = verdicts[verdicts["stated"].astype(bool)].reset_index(drop=True)
-    groups = list(dict.fromkeys(v["paper"])) if "paper" in v else [""]
-    labels, ys, y = [], [], 0.0
-    order = []
-    for g in groups:
-        sel = v[v["paper"] == g] if "paper" in v else v
-        order.append((g, y))
-        y -= 0.6
-        for i, r in sel.iterrows():
-            ys.append(y)
-            labels.append("\n".join(textwrap.wrap(f"{r['claim']} ({r['metric']})", wrap)))
-            order.append((i, y))
-            y -= 1.0
-        y -= 0.3
-    fig = Figure(figsize=(9.0, 0.62 * len(ys) + 0.5 * len(groups) + 1.2), layout="constrained")
-    ax = fig.subplots()
-    pos = {i: yy for i, yy in order if not isinstance(i, str)}
-    for i, r in v.iterrows():
-        yy = pos[i]
-        col = VERDICT_COLOURS.get(r["verdict"], "#6e7781")
-        if np.isfinite(r.get("low", np.nan)):
-            ax.errorbar([r["difference"]], [yy], xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
-                        fmt="o", color=col, ecolor=col, capsize=3)
-        else:
-            ax.text(0, yy, "not measured", va="center", ha="center", fontsize=8, color=col)
-        if np.isfinite(r.get("paper difference", np.nan)):
-            ax.plot([r["paper difference"]], [yy], "D", mfc="none", color="#bc4c00")
-    for g, yy in order:
-        if isinstance(g, str) and g:
+    metrics = list(dict.fromkeys(v["metric"])) or [""]
+    sizes = [max(1, int((v["metric"] == m).sum())) for m in metrics]
+    fig = Figure(figsize=(9.0, 0.62 * sum(sizes) + 0.9 * len(metrics) + 1.0), layout="constrained")
+    axes = fig.subplots(len(metrics), 1, squeeze=False, gridspec_kw={"height_ratios": sizes})[:, 0]
+    for ax, metric in zip(axes, metrics):
+        sel = v[v["metric"] == metric]
+        groups = list(dict.fromkeys(sel["paper"])) if "paper" in sel else [""]
+        labels, ys, y, heads = [], [], 0.0, []
+        for g in groups:
+            rows = sel[sel["paper"] == g] if "paper" in sel else sel
+            if g:
+                heads.append((g, y))
+                y -= 0.6
+            for _, r in rows.iterrows():
+                ys.append(y)
+                labels.append("\n".join(textwrap.wrap(str(r["claim"]), wrap)))
+                col = _verdict_colour(r["verdict"])
+                if np.isfinite(r.get("low", np.nan)):
+                    ax.errorbar([r["difference"]], [y], xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
+                                fmt="o", color=col, ecolor=col, capsize=3)
+                else:
+                    ax.text(0, y, str(r["verdict"]), va="center", ha="center", fontsize=8, color=col)
+                if np.isfinite(r.get("paper difference", np.nan)):
+                    ax.plot([r["paper difference"]], [y], "D", mfc="none", color="#bc4c00")
+                y -= 1.0
+            y -= 0.3
+        for g, yy in heads:
             ax.text(0.01, yy, g, transform=ax.get_yaxis_transform(), fontweight="bold", va="center", ha="left")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_ylim(y + 0.3, 0.5)
-    ax.set_yticks(ys, labels, fontsize=8)
-    ax.set_xlabel("difference in percentage points (claimed direction > 0)")
-    ax.grid(axis="x", alpha=0.3)
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in VERDICT_COLOURS.items()
-               if k in set(v["verdict"])]
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_ylim(y + 0.3, 0.5)
+        ax.set_yticks(ys, labels, fontsize=8)
+        ax.set_xlabel(f"{metric}: difference in points (claimed direction > 0)")
+        ax.grid(axis="x", alpha=0.3)
+    present = {k for k in VERDICT_COLOURS if any(str(x).startswith(k) for x in v["verdict"])}
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in VERDICT_COLOURS.items() if k in present]
     handles.append(Line2D([], [], marker="D", ls="", mfc="none", color="#bc4c00", label="paper (real data)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     return fig
 
 
