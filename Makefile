@@ -43,8 +43,11 @@ book-strict: $(STAMP)
 # The built book as a reader gets it: every page of _build/html opened in headless Chromium with the
 # network off, through file:// and from a local server on 127.0.0.1; fails on requests leaving the
 # book, broken links/anchors, missing images or alt text, console errors, unrendered TeX, and
-# tables/code wider than the page (scripts/check_book.py; options: CHECKFLAGS="--page book/span.html").
+# tables/code/equations wider than the page, broken table rows, figures without their own caption
+# (scripts/check_book.py; options: CHECKFLAGS="--page book/span.html"). --self-test first: the checker must
+# report a planted too-wide equation and a planted broken table row, or check-book fails.
 check-book: book chromium
+	$(PY) scripts/check_book.py --html _build/html --chromium $(CHROMIUM) --self-test
 	$(PY) scripts/check_book.py --html _build/html --chromium $(CHROMIUM) $(CHECKFLAGS)
 
 # Chromium from Debian's packages when missing (never a browser download). CI runs as root; elsewhere

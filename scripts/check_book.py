@@ -19,8 +19,14 @@ Findings of both are merged; one seen through only one of them is tagged so. A p
   tex         unrendered TeX: a text node outside code with a TeX command (``\\mathcal``,
               ``\\frac``, ...), ``$$`` or ``\\(``/``\\[``; a math element MathJax did not typeset;
               a MathJax error node
-  wide        a table or code block wider than the page's content area (its full scroll width
-              counted from its left edge; a scrollable wrapper does not excuse it)
+  wide        a table, code block or typeset display equation wider than the page's content area
+              (its full scroll width counted from its left edge; for an equation, the typeset
+              formula's own width; a scrollable wrapper does not excuse it)
+  table       a Markdown table row (in the page's source, ``_sources/``) whose cell count differs
+              from its header's: the extra cells are dropped without a word (an unescaped ``|``
+              inside inline code splits a cell, as in ``|hw|``)
+  caption     a figure in a cell's output without a caption written for it, or two figures of a
+              page with the same caption
   search      the search page, asked for a term from the book's own index, lists no hit (its
               requests and console errors are checked as above)
 
@@ -41,9 +47,10 @@ import time
 from collections import Counter, defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Optional
 from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
 
-CHECKS = ("request", "missing", "link", "image", "alt", "console", "tex", "wide", "search")
+CHECKS = ("request", "missing", "link", "image", "alt", "console", "tex", "wide", "table", "caption", "search")
 
 LAUNCH_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -130,15 +137,25 @@ async () => {
   out.wide = [];
   const blocks = [...area.querySelectorAll('table')].map(e => ['table', e])
     .concat([...area.querySelectorAll('pre')].map(e => ['code block', e]));
+  for (const el of area.querySelectorAll('mjx-container[display="true"]')) blocks.push(['equation', el]);
   for (const [kind, el] of blocks) {
     if (kind === 'code block' && el.parentElement.closest('table')) continue;  // counted as its table
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;  // not rendered
-    const full = Math.max(el.scrollWidth, r.width);
-    const right = r.left + full;
+    let full = Math.max(el.scrollWidth, r.width);
+    let right = r.left + full;
+    if (kind === 'equation') {  // the typeset formula itself, wherever its box lets it overflow
+      const m = el.querySelector('mjx-math');
+      const mr = m ? m.getBoundingClientRect() : r;
+      right = Math.max(r.left + el.scrollWidth, mr.right);
+      full = right - Math.min(r.left, mr.left);
+    }
     if (right > contentRight + 1) {
       let text = el.textContent;
-      if (kind === 'code block') {  // the longest line is what makes it wide
+      if (kind === 'equation') {
+        const tex = el.querySelector('mjx-assistive-mml') || el;
+        text = (el.closest('.math') || el).getAttribute('data-tex') || tex.textContent;
+      } else if (kind === 'code block') {  // the longest line is what makes it wide
         text = text.split('\n').reduce((a, b) => b.length > a.length ? b : a, '');
       } else {
         const cap = el.querySelector('caption');
@@ -148,6 +165,14 @@ async () => {
       out.wide.push({kind, width: Math.round(right - contentLeft), area: Math.round(contentRight - contentLeft),
                      text: snippet(text, 100), where: where(el)});
     }
+  }
+  // --- figures and their captions ----------------------------------------------------------------
+  out.figures = [];
+  for (const img of area.querySelectorAll('.cell_output img')) {
+    const fig = img.closest('figure');
+    const cap = fig ? fig.querySelector('figcaption') : null;
+    out.figures.push({caption: cap ? cap.textContent.replace(/^\s*Fig(ure|\.)\s*[0-9.]+\s*/, '').trim() : null,
+                      src: img.getAttribute('src'), where: where(img)});
   }
   out.title = document.title;
   return out;
@@ -181,6 +206,68 @@ def search_term(index: Path) -> str:
     counts = {t: (len(d) if isinstance(d, list) else 1) for t, d in data.get("terms", {}).items()
               if len(t) >= 4 and t.isalpha()}
     return max(sorted(counts), key=counts.get) if counts else "book"
+
+
+def table_cells(row: str) -> int:
+    """The cells of a Markdown (GFM) table row: split on every unescaped ``|`` (inline code does not
+    protect a pipe), the outer ones optional."""
+    body = row.strip()
+    if body.startswith("|"):
+        body = body[1:]
+    if body.endswith("|") and not body.endswith("\\|"):
+        body = body[:-1]
+    return len(re.split(r"(?<!\\)\|", body))
+
+
+_DELIM = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+
+
+def markdown_texts(path: Optional[Path]) -> list[tuple[int, str]]:
+    """``(first line number, text)`` of the Markdown in a page's source: the file itself, or the
+    markdown cells of a notebook (line numbers counted within the cell, prefixed by its index)."""
+    if path is None or not path.is_file():
+        return []
+    if path.suffix == ".ipynb":
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            return []
+        return [(i, "".join(c.get("source", ""))) for i, c in enumerate(cells) if c.get("cell_type") == "markdown"]
+    return [(0, path.read_text(encoding="utf-8", errors="replace"))]
+
+
+def table_findings(path: Optional[Path]) -> list[tuple[str, str]]:
+    """Rows of the Markdown tables in ``path`` whose cell count differs from their header's."""
+    out = []
+    for cell, text in markdown_texts(path):
+        lines = text.splitlines()
+        fence = False
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith(("```", "~~~")):
+                fence = not fence
+            if fence or i == 0 or not _DELIM.match(line) or "|" not in lines[i - 1]:
+                continue
+            want = table_cells(lines[i - 1])
+            for j in range(i + 1, len(lines)):
+                row = lines[j]
+                if "|" not in row or not row.strip():
+                    break
+                got = table_cells(row)
+                if got != want:
+                    where = f"cell {cell}, line {j + 1}" if path.suffix == ".ipynb" else f"{j + 1}"
+                    out.append((where, f"table row has {got} cells, its header {want} (the extra are "
+                                       f"dropped; escape a | inside code as \\|): {row.strip()[:90]!r}"))
+    return out
+
+
+def source_of(root: Path, page: Path) -> Optional[Path]:
+    """The source Sphinx copied for ``page`` (``_sources/<page>.md`` / ``.ipynb`` / ``.txt``)."""
+    stem = page.relative_to(root).with_suffix("")
+    for suffix in (".md", ".ipynb", ".md.txt", ".ipynb.txt", ".txt", ".rst.txt"):
+        cand = root / "_sources" / (str(stem) + suffix)
+        if cand.is_file():
+            return cand
+    return None
 
 
 def fmt_where(w) -> str:
@@ -374,6 +461,18 @@ def scan(browser, origin: Origin, pages: list[Path], args) -> dict:
         for w in probe["wide"]:
             failures[key].append(("wide", f"{w['kind']} {w['width']}px in a {w['area']}px content area: "
                                           f"{w['text']!r}{fmt_where(w['where'])}"))
+        seen_captions: dict[str, str] = {}
+        for fig in probe["figures"]:
+            if not fig["caption"]:
+                failures[key].append(("caption", f"figure without a caption: {fig['src']}{fmt_where(fig['where'])}"))
+            elif fig["caption"] in seen_captions:
+                failures[key].append(("caption", f"two figures share the caption {fig['caption'][:80]!r}: "
+                                                 f"{seen_captions[fig['caption']]} and {fig['src']}"))
+            else:
+                seen_captions[fig["caption"]] = fig["src"]
+        src = source_of(root, path)
+        for line, msg in table_findings(src):
+            failures[key].append(("table", f"{rel(src)}:{line}: {msg}"))
 
     # The search page as a reader uses it: a term the index has, hits listed, no errors on the way.
     if "search.html" in info and (root / "searchindex.js").exists():
@@ -440,6 +539,55 @@ def scan(browser, origin: Origin, pages: list[Path], args) -> dict:
     return {"failures": failures, "info": info, "requests": page_requests, "links": n_links, "external": external}
 
 
+#: what --self-test plants: a display equation far wider than any content column, and a table row
+#: whose inline code holds an unescaped pipe (one cell more than its header)
+PLANTED_EQUATION = "\\[" + " + ".join(f"a_{{{i}}} b_{{{i}}}" for i in range(60)) + " \\qquad (99)\\]"
+PLANTED_TABLE = "\n\n| planted | table |\n|---|---|\n| `a |b|` | c |\n"
+
+
+def self_test(args) -> int:
+    """Plant :data:`PLANTED_EQUATION` in a copy of one built page (the first Markdown page with a
+    source) and :data:`PLANTED_TABLE` in its source, check that copy alone, and return 0 only when
+    both are reported (``wide`` for the equation, ``table`` for the row)."""
+    import shutil
+    import tempfile
+
+    root = Path(args.html).resolve()
+    pages = sorted(p for p in root.glob("book/*.html") if (src := source_of(root, p)) and src.suffix == ".md"
+                   and "mathjax" in p.read_text(encoding="utf-8", errors="replace").lower())
+    if not pages:
+        print(f"check-book --self-test: no built Markdown page with math (MathJax) and a source under {root}",
+              file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="check-book-self-test-") as tmp:
+        copy = Path(tmp) / "html"
+        shutil.copytree(root, copy, symlinks=True)
+        page = copy / pages[0].relative_to(root)
+        html = page.read_text(encoding="utf-8")
+        marker = "</article>" if "</article>" in html else "</main>"
+        planted = f'<div class="math notranslate nohighlight">{PLANTED_EQUATION}</div>'
+        page.write_text(html.replace(marker, planted + marker, 1), encoding="utf-8")
+        src = source_of(copy, page)
+        src.write_text(src.read_text(encoding="utf-8") + PLANTED_TABLE, encoding="utf-8")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=LAUNCH_ARGS)
+            origin = Origin(copy, "file")
+            try:
+                found = scan(browser, origin, [page], args)["failures"].get(str(page.relative_to(copy)), [])
+            finally:
+                origin.close()
+                browser.close()
+    wide = [m for c, m in found if c == "wide" and m.startswith("equation")]
+    table = [m for c, m in found if c == "table" and "`a |b|`" in m]
+    ok = bool(wide) and bool(table)
+    print(f"check-book --self-test on {pages[0].relative_to(root)}: planted equation "
+          f"{'reported: ' + wide[0][:90] if wide else 'NOT reported'}; planted table row "
+          f"{'reported: ' + table[0][:90] if table else 'NOT reported'}")
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--html", default="_build/html", help="the built book (default: _build/html)")
@@ -454,8 +602,13 @@ def main(argv=None) -> int:
                     help="check only this page (path relative to --html; repeatable)")
     ap.add_argument("--json", metavar="FILE", help="also write the findings as JSON")
     ap.add_argument("--screenshots", metavar="DIR", help="also save a full-page PNG of every page here")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check the checker: plant a too-wide display equation and a broken table row in a "
+                         "copy of one built page and fail unless both are reported")
     args = ap.parse_args(argv)
     args.via = ["file", "http"] if args.via == "both" else [args.via]
+    if args.self_test:
+        return self_test(args)
 
     root = Path(args.html).resolve()
     if not (root / "index.html").exists():

@@ -37,13 +37,84 @@ def experiment_order() -> list[str]:
     return notebook_order()
 
 
-def provenance_note(rec: dict) -> str:
-    commit = (rec.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if rec.get("dirty") else "")
+#: the files of a page's results a reader can download from the page (when the run wrote them)
+DOWNLOADS = ("table.csv", "claims.csv", "comparisons.csv", "per_query.npz")
+
+
+def data_description(rec: dict) -> str:
+    """What data a run used, from its record: SynthVeRi (preset, image size, data seed, layout) or
+    the user's ``data_root`` with its dataset and test set."""
+    params = rec.get("parameters") or {}
+    dataset = params.get("dataset") or "veri776"
+    test = f", test set {params['test_size']}" if params.get("test_size") not in (None, "") else ""
+    if params.get("data_root"):
+        return f"{dataset} at `{params['data_root']}`{test}"
+    from reidlib.study.profiles import PROFILES
+
+    prof = PROFILES.get(rec.get("profile"))
+    preset = f"`{prof.synth_preset}` preset, {prof.image_size} px" if prof else "its profile's preset"
+    seed = (rec.get("seeds_by_meaning") or {}).get("data_seed", params.get("seed"))
+    return f"SynthVeRi (synthetic; {preset}, data seed {seed}) in the {dataset} layout and protocol{test}"
+
+
+def budget_description(rec: dict) -> str:
+    """Input size and training budget of the run's profile (what every row of the page trained with)."""
+    from reidlib.study.profiles import PROFILES
+
+    prof = PROFILES.get(rec.get("profile"))
+    if prof is None:
+        return ""
+    h, w = prof.input_size
+    return (f"input {h} x {w} px, re-ID models {prof.reid_iters} iterations at P x K = {prof.batch_p} x "
+            f"{prof.batch_k} ({prof.reid_backbone}), SPAN step 1 {prof.span_iters} iterations "
+            f"({prof.span_backbone}), stand-in {prof.pretrain_iters} iterations")
+
+
+def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
+    """The note under a page's title: what produced its numbers (data, budget, seeds, code, machine,
+    time) and the files behind them (``downloads``: paths relative to the page)."""
+    changed = rec.get("dirty_paths") or []
+    if rec.get("dirty"):
+        dirty = (" with uncommitted changes to " + ", ".join(f"`{p}`" for p in changed[:8])
+                 + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")) if changed \
+            else " with uncommitted changes (not listed by this older record)"
+    else:
+        dirty = ""
+    commit = f"`{(rec.get('commit') or 'unknown')[:10]}`{dirty}"
     seeds = ", ".join(str(s) for s in rec.get("seeds") or [])
-    return (f":::{{note}}\nExecuted with profile **{rec.get('profile')}** on {rec.get('device')}, "
-            f"commit `{commit}`, seed(s) {seeds}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}, "
-            f"{rec.get('duration_s')} s, finished {rec.get('end')}. Raw numbers: "
-            f"`results/{rec.get('profile')}/{rec.get('name')}.json`.\n:::")
+    budget = budget_description(rec)
+    files = [f"[`{Path(d).name}`]({d})" for d in downloads]
+    return (f":::{{note}}\nExecuted with profile **{rec.get('profile')}** on {rec.get('device')}: data "
+            f"{data_description(rec)}; {budget + '; ' if budget else ''}training seed(s) {seeds}; commit "
+            f"{commit}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}; {rec.get('duration_s')} s, "
+            f"finished {rec.get('end')}. Raw numbers: " + ", ".join(files or [f"`results/{rec.get('profile')}/"
+                                                                         f"{rec.get('name')}.json`"]) + ".\n:::")
+
+
+def rerun_box(rec: dict) -> str:
+    """How to re-run the page: the exact commands for each profile and for one's own data, with the
+    measured time of the committed run (the GPU time is stated as not measured until a GPU run exists)."""
+    name, profile = rec.get("name"), rec.get("profile")
+    minutes = (rec.get("duration_s") or 0) / 60
+    where = f"{rec.get('device')}"
+    run = "python -m reidlib.runner run"
+    return (f":::{{admonition}} Re-run this page\n:class: dropdown\n"
+            f"After `make setup` (it creates `.venv`; put `.venv/bin` first on `PATH`), from the "
+            f"repository root:\n\n"
+            f"```bash\n"
+            f"# 2 CPU cores; one GPU; your own data\n"
+            f"{run} {name} --profile cpu\n"
+            f"{run} {name} --profile gpu\n"
+            f"{run} {name} --profile paper \\\n"
+            f"    -p data_root=/data/VeRi \\\n"
+            f"    -p init=/data/resnet50.pth \\\n"
+            f"    -p span_init=/data/resnet34.pth\n"
+            f"```\n\n"
+            f"The committed run ({profile}) took **{minutes:.1f} min** on {where}, its trained models "
+            f"included unless the run cache already held them (a page reuses the models of earlier pages). "
+            f"GPU time: not measured yet (no page has run on a GPU). Results land in "
+            f"`results/<profile>/{name}.json` and `results/<profile>/{name}/`; `make book` builds the "
+            f"book from the most complete profile present. Own data: see *Use your own data*.\n:::")
 
 
 def _copy_figure_metadata(template_path: Path, nb) -> None:
@@ -94,12 +165,96 @@ def _final_results_dir(source: str, executed: Path) -> str:
                        f'results_dir = "{final}"', source)
 
 
+def copy_downloads(executed: Path, dest: Path) -> list[str]:
+    """Copy the run's record (``NAME.json``) and :data:`DOWNLOADS` from its results folder into
+    ``dest`` (beside the page, so the book links them and Sphinx ships them with the HTML);
+    returns the names copied."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [executed.with_suffix(".json")] + [executed.with_suffix("") / d for d in DOWNLOADS]
+    out = []
+    for f in files:
+        if f.is_file():
+            with atomic_path(dest / f.name, suffix=f.suffix) as tmp:
+                shutil.copyfile(f, tmp)
+            out.append(f.name)
+    return out
+
+
+#: the chapters whose page lists are generated (``book/generated/pages-<chapter>.md``, included by
+#: ``book/<chapter>.md``): which page reproduces which table or figure of the paper
+CHAPTER_PAGES = ("span", "musp")
+
+
+def chapter_pages(chapter: str, experiments: Sequence = EXPERIMENTS) -> str:
+    """A Markdown table of the chapter's pages: the paper's table or figure each reproduces, and the
+    page (from the records, so it cannot drift from them)."""
+    rows = ["| the paper's | page |", "|---|---|"]
+    for exp in experiments:
+        if exp.chapter == chapter:
+            rows.append(f"| {exp.source or 'our addition'} | {{doc}}`{exp.title} <generated/{exp.name}>` |")
+    return "\n".join(rows) + "\n"
+
+
+def write_chapter_pages(generated: Optional[Path] = None) -> list[Path]:
+    out = []
+    generated = generated or generated_dir()
+    generated.mkdir(parents=True, exist_ok=True)
+    for chapter in CHAPTER_PAGES:
+        path = generated / f"pages-{chapter}.md"
+        atomic_write_text(path, chapter_pages(chapter))
+        out.append(path)
+    return out
+
+
+def outcome_markdown(results_root: Optional[Path] = None) -> str:
+    """The book's first screen (``book/generated/outcome.md``, included by the intro): what the most
+    complete results present say, counted over distinct comparisons from their per-query files
+    (:func:`reidlib.ablations.summary.summarise`, the summary page's own computation), with the
+    profile, data and budget that produced them, and one line per paper."""
+    from reidlib.ablations.summary import summarise
+    from reidlib.claims.verdicts import OUTCOMES
+    from reidlib.runner.notebooks import PROFILE_ORDER, results_root as _root
+
+    root = Path(results_root) if results_root else _root()
+    profile = next((p for p in PROFILE_ORDER if (root / p / "summary.json").is_file()), None)
+    if profile is None:
+        return ":::{note}\nNo results yet: run `make reproduce` (or `make book`, which runs what is missing).\n:::\n"
+    rec = json.loads((root / profile / "summary.json").read_text())
+    summary = summarise(root / profile, EXPERIMENTS)
+    v = summary.distinct()
+    v = v[v["stated"].astype(bool)]
+    source = v["source"] if "source" in v else ["paper"] * len(v)
+    paper = v[[s == "paper" for s in source]]
+
+    def counts(sel) -> str:
+        parts = [f"**{int((sel['verdict'] == o).sum())} {o}**" for o in OUTCOMES if (sel["verdict"] == o).any()]
+        return ", ".join(parts) or "none measured"
+
+    lines = [f"**The outcome, in short.** Of the papers' claims, {len(paper)} distinct comparisons: "
+             f"{counts(paper)}. Our additional tests: {counts(v[[s == 'ours' for s in source]])}."]
+    for name in dict.fromkeys(paper["paper"]) if "paper" in paper else []:
+        sel = paper[paper["paper"] == name]
+        lines.append(f"- *{name}*: {counts(sel)}.")
+    budget = budget_description(rec)
+    lines.append(f"\nEvery number is from the **{profile}** profile ({budget}) on "
+                 f"{data_description(rec)}, run on {rec.get('device')} at commit "
+                 f"`{(rec.get('commit') or 'unknown')[:10]}`: what a small synthetic setup can tell about "
+                 f"the papers' ideas, not a replication of their real-data numbers. "
+                 f"{{doc}}`The summary <generated/summary>` lists each claim, and each page says why a "
+                 f"verdict may differ from the paper's.")
+    return "\n".join(lines) + "\n"
+
+
 def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list[Path]:
     import nbformat
 
     generated = generated_dir()
     generated.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = write_chapter_pages(generated)
+    atomic_write_text(generated / "outcome.md", outcome_markdown())
+    written.append(generated / "outcome.md")
     for name in names or experiment_order():
         src = best_result(name)
         if src is None:
@@ -112,10 +267,13 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
         nb = nbformat.read(src, as_version=4)
         _copy_figure_metadata(notebooks_dir() / f"{name}.ipynb", nb)
         _caption_figures(name, nb)
-        note = nbformat.v4.new_markdown_cell(provenance_note(rec))
+        downloads = copy_downloads(src, generated / "downloads" / name)
+        note = nbformat.v4.new_markdown_cell(provenance_note(rec, [f"downloads/{name}/{d}" for d in downloads]))
         note.metadata["tags"] = ["provenance"]
+        box = nbformat.v4.new_markdown_cell(rerun_box(rec))
+        box.metadata["tags"] = ["rerun"]
         insert_at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
-        nb.cells.insert(insert_at, note)
+        nb.cells[insert_at:insert_at] = [note, box]
         for cell in nb.cells:  # papermill's injected cell: keep it, but folded
             tags = cell.metadata.get("tags", [])
             if "injected-parameters" in tags or "parameters" in tags:
