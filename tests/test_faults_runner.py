@@ -253,7 +253,10 @@ def test_sighup_is_an_interrupt_that_cleans_up(lab):
     nbs, results = lab
     proc = subprocess.Popen([sys.executable, "-m", "reidlib.runner", "run", "toy", "--results-root", str(results),
                              "--notebooks-dir", str(nbs), "-p", "wait=30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            # as from a terminal: the suite itself may run under nohup (SIGHUP ignored,
+                            # which the runner rightly keeps ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     t0 = time.time()
     while not list((results / "smoke").glob(".toy.run-*/started")):
         assert proc.poll() is None, proc.communicate()
