@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 
 from reidlib.ablations.experiment import Experiment, FigureText, intervals_caption
 from reidlib.claims import paper
@@ -16,7 +17,7 @@ from reidlib.claims.verdicts import beats, reid_claim
 from reidlib.study import Study, Variant
 
 __all__ = ["MUSP_ATTENTION_VARIANTS", "MUSP_ESE_VARIANTS", "MUSP_ACTIVATION_VARIANTS", "musp_variant",
-           "musp_attention_figure"]
+           "musp_attention_figure", "ese_table"]
 
 
 def musp_variant(note: str = "", **options) -> Variant:
@@ -72,6 +73,19 @@ MUSP_ATTENTIONS = Experiment(
         "discarded background map (the paper's Figs. 1 and 5).",
         "Test images followed by MUSP's four part attention maps and its background attention map")})
 
+def ese_table(table: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """Table 6's rows followed by the reference levels they are read against
+    (:meth:`reidlib.study.Study.reference_levels`: the untrained network, the stand-in before
+    fine-tuning), the levels' metrics in the table's columns (no intervals); ``kind`` says which a
+    row is. On a small test set an untrained network already ranks well, so a row is only
+    informative by how far it lies above these."""
+    rows = table.copy()
+    lv = levels.reindex(columns=[c for c in table.columns if c in levels.columns])
+    rows.insert(0, "kind", "model")
+    lv.insert(0, "kind", "reference level")
+    return pd.concat([rows, lv])
+
+
 MUSP_ESE = Experiment(
     "musp_ese", "MUSP Table 6: ESE channel attention", "musp", "MUSP", "Table 6", MUSP_ESE_VARIANTS,
     paper_numbers=paper.MUSP_TABLE6,
@@ -89,3 +103,63 @@ MUSP_ACTIVATION = Experiment(
         "mAP and rank-1 of softmax and sigmoid attention with 95% intervals, and the paper's")})
 
 __all__ += ["MUSP_ATTENTIONS", "MUSP_ESE", "MUSP_ACTIVATION"]
+
+
+# ------------------------------------------------------------------------------------------------
+# did the attentions form? (reidlib.metrics.attention, on SynthVeRi's true faces)
+# ------------------------------------------------------------------------------------------------
+
+def musp_formation(study: Study, num_attentions: int = 5, split: str = "gallery", max_images: int = 400,
+                   batch_size: int = 64):
+    """Whether MUSP's attentions (first seed's model with ``num_attentions``) follow the car or sit
+    at fixed positions, on ``max_images`` test images (:func:`reidlib.ablations.span.mask_eval_records`,
+    spread over identities and view classes).
+
+    Returns ``(maps, faces)``, two tables:
+
+    * ``maps``, one row per attention map (``part 1`` ... ``background``): ``variation`` (mean
+      total-variation distance of each image's map to the mean map, the position-only prior; 0 =
+      pure position prior), ``between views`` (mean distance between the per-view mean maps) and
+      ``within view`` (distance to the image's own view's mean map)
+      (:func:`reidlib.metrics.attention.attention_variation`, :func:`~reidlib.metrics.attention.view_dependence`);
+    * ``faces``, one row per true face (front, rear, side): the soft IoU (%) of the best-matching
+      kept map and of the position-only prior, which map matches best, and the images with the face
+      (:func:`reidlib.metrics.attention.best_face_iou`; faces = SynthVeRi's label maps resized to
+      the maps' size, nearest neighbour)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from reidlib.ablations.span import mask_eval_records
+    from reidlib.data.masks import MaskDataset, label_map_for
+    from reidlib.data.views import PART_LABELS, PARTS
+    from reidlib.metrics.attention import attention_variation, best_face_iou, view_dependence
+    from reidlib.utils.device import resolve_device
+
+    recs = mask_eval_records(study, split, max_images)
+    ds = MaskDataset(recs, fg_source="gt", size=tuple(study.prof.input_size))
+    dev = resolve_device(study.device)
+    model = study.variant_models(musp_variant(num_attentions=num_attentions))[0].to(dev).eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(ds), batch_size):
+            imgs = torch.stack([ds[i]["img"] for i in range(start, min(start + batch_size, len(ds)))])
+            chunks.append(model.attention(imgs.to(dev)).float().cpu())
+    maps = torch.cat(chunks).numpy()                                             # [N, n, h, w]
+    kept = maps[:, :num_attentions - 1] if maps.shape[1] == num_attentions else maps
+    labels = np.stack([label_map_for(r.path, maps.shape[-2:]) for r in recs])    # [N, h, w]
+    faces = np.stack([labels == PART_LABELS[p] for p in PARTS], axis=1)          # [N, 3, h, w]
+    views = [int(r.view) for r in recs]
+    names = [f"part {i + 1}" for i in range(kept.shape[1])] + ["background"] * (maps.shape[1] - kept.shape[1])
+    dep = view_dependence(maps, views)
+    map_table = pd.DataFrame({"variation": attention_variation(maps), "between views": dep["between"],
+                              "within view": dep["within"]}, index=names)
+    best = best_face_iou(kept, faces)
+    named = (lambda idx: [names[i] if i >= 0 else None for i in idx])
+    face_table = pd.DataFrame({"best map soft IoU": best["iou"] * 100, "best map": named(best["map"]),
+                               "prior soft IoU": best["prior"] * 100, "prior map": named(best["prior map"]),
+                               "images": best["n"]}, index=list(PARTS))
+    return map_table, face_table
+
+
+__all__ += ["musp_formation"]

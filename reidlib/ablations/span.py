@@ -427,3 +427,83 @@ SPAN_HYPERPARAMS_PAGE = Experiment(
 
 __all__ += ["SPAN_PILOT", "SPAN_MASKS", "SPAN_LOSSES", "SPAN_AGGREGATION", "SPAN_HYPERPARAMS_PAGE", "loss_design",
             "pilot_design", "span_masks_figure"]
+
+
+# ------------------------------------------------------------------------------------------------
+# did the masks form? image-only references, single- vs two-view images, Fig. 6's failure modes
+# ------------------------------------------------------------------------------------------------
+
+def _by_views_row(ious: np.ndarray, views: Sequence[int]) -> dict:
+    from reidlib.metrics.masks import split_by_views
+
+    split = split_by_views(ious, views)
+    return {"single-view mean IoU": split["single view"] * 100, "two-view mean IoU": split["two view"] * 100}
+
+
+def mask_reference_table(study: Study, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                         eval_size: Optional[tuple[int, int]] = None, mode: str = "paper", a: float = 0.7,
+                         predicted_views: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """Every reference level of the mask tables (%), with whether it ``uses the true view`` (an
+    oracle) or the image only: :func:`mask_reference_levels`' rows, then ``foreground takes every
+    mask`` (image only) and, given ``predicted_views`` (a view classifier's predictions for
+    :func:`mask_eval_records`' images, in that order), ``view classifier's target`` with the
+    classifier's ``view accuracy``. Columns: front / rear / side / mean IoU (:func:`iou_row`),
+    ``single-view mean IoU`` and ``two-view mean IoU``
+    (:func:`reidlib.metrics.masks.split_by_views`), ``images``."""
+    from reidlib.data.masks import label_map_for
+    from reidlib.metrics.masks import REFERENCE_USES_TRUE_VIEW, image_only_reference_ious
+
+    oracles, paths = mask_reference_ious(study, split, max_images, eval_size, mode, a)
+    recs = mask_eval_records(study, split, max_images)
+    views = [int(r.view) for r in recs]
+    if predicted_views is not None and len(predicted_views) != len(views):
+        raise ValueError(f"predicted_views must have one view per evaluation image ({len(views)}), "
+                         f"got {len(predicted_views)}")
+    size = _eval_size(study, eval_size)
+    labels = [label_map_for(r.path, size) for r in recs]
+    ious = {**oracles, **image_only_reference_ious(labels, views, predicted_views)}
+    table = pd.DataFrame.from_dict({name: {**iou_row(v), **_by_views_row(v, views)} for name, v in ious.items()},
+                                   orient="index")
+    table["images"] = len(paths)
+    table["uses the true view"] = [REFERENCE_USES_TRUE_VIEW[name] for name in table.index]
+    if predicted_views is not None:
+        acc = float(np.mean(np.asarray(predicted_views, int) == np.asarray(views, int))) * 100 if views else np.nan
+        table["view accuracy"] = [acc if name == "view classifier's target" else np.nan for name in table.index]
+    return table
+
+
+def span_mask_diagnostics(study: Study, span, split: str = "gallery", max_images: int = MASK_EVAL_IMAGES,
+                          eval_size: Optional[tuple[int, int]] = None) -> dict:
+    """SPAN's masks on :func:`mask_eval_records` (at ``eval_size``, default the profile's input
+    size): the target metric's mean IoU on single-view and two-view images (%, with their image
+    counts; :func:`reidlib.metrics.masks.split_by_views`) and the shares (%) of two-view images in
+    each of Fig. 6's failure modes (:func:`reidlib.metrics.masks.failure_modes`)."""
+    from reidlib.data.masks import MaskDataset
+    from reidlib.metrics.masks import FAILURE_MODES, failure_modes, span_target_ious, split_by_views
+    from reidlib.utils.device import resolve_device
+
+    recs = mask_eval_records(study, split, max_images)
+    ds = MaskDataset(recs, fg_source="gt", size=(study.prof.span_size,) * 2, mask_size=_eval_size(study, eval_size))
+    dev = resolve_device(study.device)
+    span = span.to(dev).eval()
+    masks, fgs, targets, ignores = [], [], [], []
+    with torch.inference_mode():
+        for start in range(0, len(ds), 64):
+            items = [ds[i] for i in range(start, min(start + 64, len(ds)))]
+            out = span(torch.stack([it["img"] for it in items]).to(dev)).float().cpu()
+            tgt = torch.stack([it["target"] for it in items])
+            masks.append(torch.nn.functional.interpolate(out, size=tgt.shape[-2:], mode="bilinear", align_corners=False)
+                         if out.shape[-2:] != tgt.shape[-2:] else out)
+            fgs.append(torch.stack([it["fg"][0] for it in items]))
+            targets.append(tgt)
+            ignores.append(torch.stack([it["ignore"] for it in items]))
+    views = [int(r.view) for r in recs]
+    pred = torch.cat(masks)
+    split_ious = split_by_views(span_target_ious(pred, torch.cat(targets), torch.cat(ignores)), views)
+    modes = failure_modes(pred, torch.cat(fgs), views)
+    return {"single-view mean IoU": split_ious["single view"] * 100, "single-view images": split_ious["n single view"],
+            "two-view mean IoU": split_ious["two view"] * 100, "two-view images": split_ious["n two view"],
+            **{f"{m} (% of two-view)": modes[m] * 100 for m in FAILURE_MODES}}
+
+
+__all__ += ["mask_reference_table", "span_mask_diagnostics"]

@@ -11,6 +11,13 @@ _EXPORTS = {
     "build_distance": "distance",
     "Distance": "distance",
     "DISTANCES": "distance",
+    "foreground_reference_masks": "masks",
+    "view_classifier_reference_masks": "masks",
+    "split_by_views": "masks",
+    "failure_modes": "masks",
+    "attention_variation": "attention",
+    "best_face_iou": "attention",
+    "view_dependence": "attention",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

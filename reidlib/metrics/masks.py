@@ -15,7 +15,10 @@ Two ground truths:
   parts absent from the label to zero and the present part of a single-view image to the whole
   car, while the faces of a side image include the hood and windshield ("front").
 
-Reference levels on the target metric (masks built from the label maps, scored like SPAN's):
+Reference levels on the target metric (masks built from the label maps, scored like SPAN's).
+The ceiling and "labelled masks take the car" **use the true view** (oracles: SPAN never sees
+it at test time); "side takes the car" and :func:`foreground_reference_masks` use the image only,
+:func:`view_classifier_reference_masks` a predicted view (:data:`REFERENCE_USES_TRUE_VIEW`):
 
 * :func:`ceiling_masks`: the masks closest to the target that drive every SPAN loss (eq. 6) to
   zero: single view, the present part = the foreground; two-view, the target split with the
@@ -312,4 +315,154 @@ def reference_ious(label_maps: Sequence[np.ndarray], views: Sequence[int], *, a:
             else:
                 masks = REFERENCE_MASKS[r](lab, view)                         # [3, H, W]
             out[r][n] = span_target_ious(masks[None], target[None], ignore[None, None])[0]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# which references use the true view; image-only references; splits and failure modes
+# ------------------------------------------------------------------------------------------------
+#
+# The references above are *oracles*: "ceiling" and "labelled masks take the car" build their masks
+# from the true view label (they use the true view); "side takes the car" uses only the image's
+# foreground. :func:`foreground_reference_masks` is image-only; :func:`view_classifier_reference_masks`
+# uses a *predicted* view (a classifier's), not the true one.
+
+#: reference name -> whether its masks use the image's true view label (True: an oracle)
+REFERENCE_USES_TRUE_VIEW: dict[str, bool] = {
+    "ceiling": True,
+    "side takes the car": False,
+    "labelled masks take the car": True,
+    "foreground takes every mask": False,
+    "view classifier's target": False,
+}
+
+#: the view classes (indices into :data:`reidlib.data.views.VIEW5`) with one / two visible parts
+SINGLE_VIEWS = (0, 1, 2)  # F, R, S
+TWO_VIEWS = (3, 4)        # FS, RS
+
+
+def _fg_3d(fg) -> np.ndarray:
+    """``fg`` ``[N, h, w]`` / ``[N, 1, h, w]`` (binary or soft) -> bool ``[N, h, w]`` (>= 0.5)."""
+    f = _np(fg)
+    if f.ndim == 4 and f.shape[1] == 1:
+        f = f[:, 0]
+    if f.ndim != 3:
+        raise ValueError(f"fg must be [N, h, w] or [N, 1, h, w], got {f.shape}")
+    return f >= 0.5
+
+
+def foreground_reference_masks(fg) -> np.ndarray:
+    """Image-only reference (uses no view label): all three masks = the foreground, ``bool
+    [N, 3, h, w]`` from ``fg [N, h, w]`` (or ``[N, 1, h, w]``). Against SPAN's target it scores 1
+    on the present part of a single-view image, 0 on every absent part predicted but empty in the
+    target, and ``|face| / |V \\ ignore|`` on each present part of a two-view image."""
+    f = _fg_3d(fg)
+    return np.repeat(f[:, None], 3, axis=1)
+
+
+def view_classifier_reference_masks(label_maps, predicted_views: Sequence[int]) -> np.ndarray:
+    """The masks a perfect SPAN would give if it knew the view a classifier *predicted* (not the
+    true view): :func:`reidlib.data.masks.span_target` of each label map with the predicted view,
+    its "don't care" pixels left empty. ``bool [N, 3, h, w]``. Scored against the true view's
+    target it reaches 1 on the images whose view was predicted right, so its IoU is bounded by the
+    classifier's accuracy, which the caller reports with it.
+
+    ``label_maps``: ``[N, h, w]`` SynthVeRi label maps (0 bg, 1 front, 2 rear, 3 side, 4 roof; the
+    faces split a two-view image, the foreground is label > 0); the brief's ``fg`` is not enough,
+    since a two-view prediction needs the faces. Uses the predicted view only, not the true one
+    (but the true faces, as a perfect SPAN would find them)."""
+    from reidlib.data.masks import span_target
+
+    labs = [np.asarray(_np(m)) for m in label_maps]
+    if len(labs) != len(predicted_views):
+        raise ValueError(f"{len(labs)} label maps but {len(predicted_views)} predicted views")
+    if not labs:
+        return np.zeros((0, 3, 0, 0), bool)
+    return np.stack([span_target(lab, int(v))[0] for lab, v in zip(labs, predicted_views)])
+
+
+def split_by_views(ious, views: Sequence[int]) -> dict:
+    """Per-image IoU ``[N, 3]`` summarised separately on single-view images (F, R, S) and two-view
+    images (FS, RS) (view classes: indices into :data:`reidlib.data.views.VIEW5`).
+
+    Returns ``{"single view", "two view"}``: the mean of the per-part means (as
+    :func:`iou_summary`'s ``mean``; ``nan`` when the group is empty), ``"single view front"`` ...
+    ``"two view side"``: the per-part means, and ``"n single view"``, ``"n two view"``: images."""
+    ious = np.asarray(ious, np.float64)
+    v = np.asarray([int(x) for x in views])
+    if ious.ndim != 2 or ious.shape[1] != 3 or len(v) != ious.shape[0]:
+        raise ValueError(f"ious must be [N, 3] with N = len(views) = {len(v)}, got {ious.shape}")
+    out: dict = {}
+    for name, group in (("single view", SINGLE_VIEWS), ("two view", TWO_VIEWS)):
+        sel = np.isin(v, group)
+        s = iou_summary(ious[sel]) if sel.any() else {p: math.nan for p in PARTS + ("mean",)}
+        out[name] = s["mean"]
+        for p in PARTS:
+            out[f"{name} {p}"] = s[p]
+        out[f"n {name}"] = int(sel.sum())
+    return out
+
+
+#: the keys of :func:`failure_modes`
+FAILURE_MODES = ("one mask takes the car", "both masks near 0.5")
+
+
+def failure_modes(masks, fg, views: Sequence[int], threshold: float = 0.5, *, takes: float = 0.9,
+                  leaves: float = 0.1, half: tuple[float, float] = (0.35, 0.65)) -> dict:
+    """The paper's Fig. 6 failure modes of SPAN's masks ``[N, 3, h, w]`` (in [0, 1]) on the
+    two-view images (FS, RS) among ``views``, with foreground ``fg [N, h, w]``:
+
+    * ``"one mask takes the car"``: share of two-view images where one of the two present parts
+      covers (``mask >= threshold``) at least ``takes`` (90%) of the foreground and the other less
+      than ``leaves`` (10%);
+    * ``"both masks near 0.5"``: share where both present masks' mean values over the foreground
+      lie in ``half`` ([0.35, 0.65]) — the two masks split every pixel half and half;
+    * ``"two-view images"``: how many images the shares are over (shares ``nan`` when none;
+      images with an empty foreground are skipped).
+
+    Uses the true view (to know which two parts are present)."""
+    from reidlib.data.views import VIEW5_LABEL
+
+    m = _np(masks).astype(np.float64)
+    f = _fg_3d(fg)
+    v = [int(x) for x in views]
+    if m.ndim != 4 or m.shape[1] != 3 or m.shape[0] != len(v) or f.shape != (m.shape[0],) + m.shape[2:]:
+        raise ValueError(f"masks must be [N, 3, h, w] with fg [N, h, w] and N views, got {m.shape}, "
+                         f"{f.shape}, {len(v)}")
+    takes_car = near_half = counted = 0
+    for n, view in enumerate(v):
+        if view not in TWO_VIEWS or not f[n].any():
+            continue
+        i, j = [k for k in range(3) if VIEW5_LABEL[view][k]]
+        area = f[n].sum()
+        cov = [float(((m[n, k] >= threshold) & f[n]).sum() / area) for k in (i, j)]
+        mean = [float(m[n, k][f[n]].mean()) for k in (i, j)]
+        counted += 1
+        takes_car += (cov[0] >= takes and cov[1] < leaves) or (cov[1] >= takes and cov[0] < leaves)
+        near_half += all(half[0] <= x <= half[1] for x in mean)
+    share = (lambda c: c / counted if counted else math.nan)
+    return {FAILURE_MODES[0]: share(takes_car), FAILURE_MODES[1]: share(near_half), "two-view images": counted}
+
+
+def image_only_reference_ious(label_maps: Sequence[np.ndarray], views: Sequence[int],
+                              predicted_views: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
+    """Per-image IoU ``[N, 3]`` against SPAN's target (built from the true ``views``, as every
+    reference is scored) of the references that do not use the true view:
+    ``"foreground takes every mask"`` (:func:`foreground_reference_masks`) and, when
+    ``predicted_views`` is given, ``"view classifier's target"``
+    (:func:`view_classifier_reference_masks`; report the classifier's accuracy with it)."""
+    from reidlib.data.masks import span_target
+
+    if len(label_maps) != len(views) or (predicted_views is not None and len(predicted_views) != len(views)):
+        raise ValueError("label_maps, views and predicted_views must have the same length")
+    names = ["foreground takes every mask"] + ([] if predicted_views is None else ["view classifier's target"])
+    out = {r: np.full((len(views), 3), np.nan) for r in names}
+    for n, (lab, view) in enumerate(zip(label_maps, views)):
+        lab = np.asarray(lab)
+        target, ignore = span_target(lab, view)
+        masks = {"foreground takes every mask": foreground_reference_masks((lab > 0)[None])}
+        if predicted_views is not None:
+            masks["view classifier's target"] = view_classifier_reference_masks([lab], [predicted_views[n]])
+        for r in names:
+            out[r][n] = span_target_ious(masks[r], target[None], ignore[None, None])[0]
     return out

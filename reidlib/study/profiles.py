@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from reidlib.errors import ConfigError
 
@@ -60,6 +60,9 @@ class Profile:
     lr: float = 3.5e-4
     #: test images the foreground targets (GrabCut, the foreground network) are scored on
     foreground_eval_images: int = 300
+    #: SynthVeRi preset of the ``vehicleid`` layout (MUSP Table 6's VehicleID-sized test set:
+    #: ``small_vehicleid``, whose test_list_800 holds 800 ids); None: ``synth_preset``
+    vehicleid_preset: Optional[str] = None
 
     def replace(self, **overrides: Any) -> "Profile":
         """A copy with single fields changed; an unknown field raises :class:`ConfigError` naming it."""
@@ -83,6 +86,7 @@ _GPU = Profile(
     seeds=(0, 1, 2), reid_iters=3000, span_iters=1500, batch_p=16, batch_k=4, span_batch=32,
     span_per_view=1000, span_options=SPAN_PUBLIC_CODE_OPTIONS, feat_dim=512, eval_batch=256,
     fg_source="grabcut", num_workers=8,
+    vehicleid_preset="small_vehicleid",  # VehicleID's 800 test ids (the veri preset's layout has 66)
     lr=3.5e-4,  # the papers' Adam rate (MUSP Sec. 5.2; Luo et al.)
 )
 
@@ -111,6 +115,7 @@ PROFILES: dict[str, Profile] = {
         feat_dim=256, eval_batch=128,
         fg_source="grabcut",  # SPAN's target V: GrabCut pseudo-masks (the authors' procedure)
         num_workers=0,  # training images come from the uint8 cache; no worker processes
+        vehicleid_preset="small_vehicleid",  # VehicleID's 800 test ids (small's layout has 33)
         lr=1e-3,
     ),
     "gpu": _GPU,

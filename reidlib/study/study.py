@@ -43,7 +43,7 @@ from reidlib.study.profiles import Profile, get_profile
 from reidlib.study.results import METRICS, Results
 from reidlib.study.variants import Variant
 
-__all__ = ["Study", "dataset_path", "dataset_root"]
+__all__ = ["Study", "dataset_path", "dataset_root", "synth_preset"]
 
 
 def _hash(obj: Any) -> str:
@@ -81,7 +81,7 @@ def dataset_path(profile: str | Profile, seed: int = 0, data_dir: Optional[str |
 
     prof = _profile(profile)
     base = Path(data_dir) if data_dir else paths.data_dir()
-    name = f"synthveri-{prof.synth_preset}-{prof.image_size}px-seed{seed}"
+    name = f"synthveri-{synth_preset(prof, layout)}-{prof.image_size}px-seed{seed}"
     return base / (name if layout == "veri776" else f"{name}-{layout}")
 
 
@@ -99,7 +99,16 @@ def dataset_root(profile: str | Profile, data_root: Optional[str | os.PathLike] 
 
     prof = _profile(profile)
     out = dataset_path(prof, seed, data_dir, layout)
-    return Path(generate(out, preset=prof.synth_preset, image_size=prof.image_size, seed=seed, layout=layout))
+    return Path(generate(out, preset=synth_preset(prof, layout), image_size=prof.image_size, seed=seed,
+                         layout=layout))
+
+
+def synth_preset(profile: str | Profile, layout: str = "veri776") -> str:
+    """The SynthVeRi preset a study of ``profile`` generates in ``layout``: the profile's
+    ``vehicleid_preset`` for the VehicleID layout when it names one (a VehicleID-sized test set),
+    else its ``synth_preset``."""
+    prof = _profile(profile)
+    return (prof.vehicleid_preset or prof.synth_preset) if layout == "vehicleid" else prof.synth_preset
 
 
 @dataclass

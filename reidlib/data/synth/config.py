@@ -32,6 +32,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                   frames_per_track=(3, 7), family_size=(1, 4), occlusion_prob=0.08),
     "tiny": dict(n_train_ids=16, n_test_ids=10, n_cameras=6, cams_per_id=(2, 4),
                  frames_per_track=(2, 4), family_size=(1, 3), occlusion_prob=0.1),
+    # VehicleID-sized test side (Liu et al., CVPR 2016: ~8 images per identity; the ``vehicleid``
+    # layout's test_list_800 / 1600 / 2400 then hold VehicleID's 800 / 1600 / 2400 ids), with a
+    # training side the size of ``small``'s (450 ids x ~9 images, ~4,000 images). The profiles'
+    # ``vehicleid_preset`` (reidlib.study.profiles).
+    "small_vehicleid": dict(n_train_ids=450, n_test_ids=2400, n_cameras=20, cams_per_id=(2, 4),
+                            frames_per_track=(2, 4), family_size=(1, 4), occlusion_prob=0.08),
 }
 
 
