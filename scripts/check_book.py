@@ -554,7 +554,7 @@ def self_test(args) -> int:
 
     root = Path(args.html).resolve()
     pages = sorted(p for p in root.glob("book/*.html") if (src := source_of(root, p)) and src.suffix == ".md"
-                   and "mathjax" in p.read_text(encoding="utf-8", errors="replace").lower())
+                   and 'class="math' in p.read_text(encoding="utf-8", errors="replace"))
     if not pages:
         print(f"check-book --self-test: no built Markdown page with math (MathJax) and a source under {root}",
               file=sys.stderr)

@@ -168,13 +168,15 @@ def wide_table(results: str | os.PathLike, exp: Experiment, *, metrics=WIDE_METR
     return table
 
 
-def show_wide(table: pd.DataFrame, profile: Optional[str] = None, digits: int = 1):
+def show_wide(table: pd.DataFrame, profile: Optional[str] = None, digits: int = 1, metric: Optional[str] = None):
     """A wide table (:func:`wide_table`) as a reader wants it: per metric, the paper's value (real
     data), ours (SynthVeRi) with its 95% interval, and the differences from the reference row, ours
-    with its paired interval beside the paper's; no index column, a caption saying whose data is whose."""
+    with its paired interval beside the paper's; no index column, a caption saying whose data is whose.
+    ``metric``: the one shown (default the table's first: mAP where the paper has it)."""
     from reidlib.viz import show_table
 
     metrics, ref = table.attrs.get("metrics", ()), table.attrs.get("reference")
+    metrics = (metric,) if metric else tuple(metrics)[:1]    # one metric a table: it fits the page
     ours_label = "ours (SynthVeRi" + (f", {profile} profile)" if profile else ")")
     cols: dict = {("", "row"): table["row"]}
     for m in metrics:

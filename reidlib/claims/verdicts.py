@@ -557,7 +557,7 @@ def verdict_display(verdicts: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         "metric": verdicts["metric"] + np.where(verdicts["stated"].astype(bool), " (stated)", ""),
         "verdict": reading,
         "ours: difference [95% interval]": [fmt(r) for r in recs],
-        "detectable (80% power)": [f"{x:.{digits}f}" if num(x) else "" for x in col("detectable")],
+        "detectable": [f"{x:.{digits}f}" if num(x) else "" for x in col("detectable")],
         "paper": [f"{p:+.{digits}f}" if num(p) else "" for p in col("paper difference")],
         "seeds": [int(s) if num(s) else "" for s in col("seeds")],
         "resampled": [resampled_text(c, u) for c, u in zip(col("clusters"), col("unit"))],
