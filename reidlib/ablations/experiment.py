@@ -259,12 +259,14 @@ class Page:
         return self.tables.get("levels")
 
     @staticmethod
-    def show_verdicts(verdicts):
-        """A verdict table as the reader wants it (:func:`reidlib.claims.verdicts.verdict_display`)."""
+    def show_verdicts(verdicts, drop: Sequence[str] = ()):
+        """A verdict table as the reader wants it (:func:`reidlib.claims.verdicts.verdict_display`),
+        without the columns ``drop`` (e.g. what a page says elsewhere, so the table fits the page)."""
         from reidlib.claims.verdicts import verdict_display
         from reidlib.viz import show_table
 
-        return show_table(verdict_display(verdicts))
+        shown = verdict_display(verdicts)
+        return show_table(shown.drop(columns=[c for c in drop if c in shown.columns]))
 
     # ------------------------------------------------------------------ hidden cells
     def record(self, results_dir, table=None, *, arrays=None, tables: Optional[Mapping[str, Any]] = None,
