@@ -340,3 +340,25 @@ def test_cli_reports_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
     code = _reidlib("evaluate", "--checkpoint", str(ckpt), "--data", str(tmp_path / "data"))
     line = _one_line(capsys.readouterr().err)
     assert code == 2 and "garbage.pt" in line, line
+
+
+def test_a_kernel_that_dies_of_the_interruption_still_reads_as_interrupted(lab, monkeypatch):
+    """Under load the kernel can die of a SIGTERM before the runner's own interruption surfaces:
+    papermill then raises its DeadKernelError; the run still reports what stopped it."""
+    import papermill
+
+    from reidlib.runner import transaction
+
+    nbs, results = lab
+
+    class DeadKernelError(RuntimeError):
+        pass
+
+    def dies(*args, **kwargs):
+        transaction._SIGNALLED["signal"] = signal.SIGTERM        # what the stop-signal handler records
+        raise DeadKernelError("Kernel died")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies)
+    with pytest.raises(runner.ExperimentError, match=r"^toy.ipynb interrupted \(signal 15\)") as err:
+        runner.run("toy", "smoke", results_root=results, notebooks_dir=nbs)
+    assert err.value.__cause__ is None and not _leftovers(results)

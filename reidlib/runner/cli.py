@@ -14,6 +14,16 @@ from reidlib.runner.transaction import run
 DESCRIPTION = "The experiment runner: papermill notebooks in, executed notebooks + metrics with provenance out."
 
 
+def _quiet_teardown() -> None:
+    """After the one-line error: an interrupted kernel client can leave asyncio tasks whose
+    exception (the dead kernel) Python would print as a traceback while it exits, after our line.
+    The run was already reported and cleaned up; keep the error the last thing the user reads."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reidlib.runner", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -67,5 +77,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         # one line: the run reports its first error; a library error or an unwritable results
         # folder found before the run started is named the same way
         print(f"error: {(str(err).splitlines() or [type(err).__name__])[0]}", file=sys.stderr)
+        _quiet_teardown()
         return 2
     return 0

@@ -69,7 +69,14 @@ def _recover(out_dir: Path, name: str) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: the stop signal that arrived during the current run (None: none): the kernel may die of the
+#: interruption first, and papermill then raises its DeadKernelError instead of our KeyboardInterrupt
+#: (module state: signal handlers cannot return anything else)
+_SIGNALLED: dict = {"signal": None}
+
+
 def _terminate_as_interrupt(signum, frame):
+    _SIGNALLED["signal"] = signum
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -156,6 +163,8 @@ def _reported(err: BaseException, notebook: str, timeout: Optional[int], kept_at
     where = f"; executed notebook kept at {kept_at}" if kept_at is not None else ""
     if isinstance(err, ExperimentError) or not isinstance(err, (Exception, KeyboardInterrupt)):
         return err
+    if _SIGNALLED["signal"] is not None and not isinstance(err, KeyboardInterrupt):
+        err = KeyboardInterrupt(f"signal {_SIGNALLED['signal']}")     # what stopped the run, whatever followed
     if isinstance(err, PapermillExecutionError):
         return ExperimentError(f"{notebook} failed in cell {err.exec_count}: {err.ename}: {err.evalue}{where}")
     if isinstance(err, KeyboardInterrupt):
@@ -205,6 +214,7 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
     with _run_lock(out_dir / f"{_TMP_PREFIX}{name}.lock"):
         _recover(out_dir, name)
         tmp = out_dir / f"{_TMP_PREFIX}{name}.run-{os.getpid()}-{int(time.time())}"
+        _SIGNALLED["signal"] = None
         with _signals_as_interrupt():  # SIGTERM / SIGHUP: as Ctrl-C, cleaned up like it
             try:
                 work_dir = tmp / name  # tables, figures, metrics.json
@@ -242,7 +252,7 @@ def run(name: str, profile: str = "smoke", parameters: Optional[Mapping[str, Any
                 if reported is err:
                     raise
                 # a failure of the notebook speaks for itself; anything else keeps its cause attached
-                quiet = isinstance(err, KeyboardInterrupt) or type(err).__name__ in (
+                quiet = isinstance(err, KeyboardInterrupt) or _SIGNALLED["signal"] is not None or type(err).__name__ in (
                     "PapermillExecutionError", "CellTimeoutError", "TimeoutError")
                 raise reported from (None if quiet else err)
         if failed_nb.exists():
