@@ -1,5 +1,2 @@
-import sys
-
-from reidlib.runner.cli import main
-
-sys.exit(main())
+"""``python -m reidlib.experiments``: the runner's CLI under its old name (:mod:`reidlib.runner.__main__`)."""
+import reidlib.runner.__main__  # noqa: F401  (running it is the point)

@@ -1,5 +1,8 @@
 import sys
 
-from reidlib.runner.cli import main
+from reidlib.runner.cli import main, quiet_teardown
 
-sys.exit(main())
+rc = main()
+if rc:
+    quiet_teardown()
+sys.exit(rc)

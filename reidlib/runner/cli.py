@@ -14,10 +14,12 @@ from reidlib.runner.transaction import run
 DESCRIPTION = "The experiment runner: papermill notebooks in, executed notebooks + metrics with provenance out."
 
 
-def _quiet_teardown() -> None:
-    """After the one-line error: an interrupted kernel client can leave asyncio tasks whose
-    exception (the dead kernel) Python would print as a traceback while it exits, after our line.
-    The run was already reported and cleaned up; keep the error the last thing the user reads."""
+def quiet_teardown() -> None:
+    """For a process about to exit after the one-line error (``python -m reidlib.runner``): an
+    interrupted kernel client can leave asyncio tasks whose exception (the dead kernel) Python
+    would print as a traceback while it exits, after our line. The run was already reported and
+    cleaned up; keep the error the last thing the user reads. (Not called by :func:`main` itself,
+    so a caller in a longer-lived process keeps its own hooks.)"""
     import logging
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
@@ -77,6 +79,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         # one line: the run reports its first error; a library error or an unwritable results
         # folder found before the run started is named the same way
         print(f"error: {(str(err).splitlines() or [type(err).__name__])[0]}", file=sys.stderr)
-        _quiet_teardown()
         return 2
     return 0
