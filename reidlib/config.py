@@ -41,6 +41,8 @@ WARMUP_METHODS = ("linear", "constant")
 SCHEDULE_UNITS = ("iter", "epoch")
 LOADERS = ("auto", "cache", "files")
 SYNC_BN = ("auto", "on", "off", "true", "false")
+#: which vectors a re-ID model ranks at test time (``eval.features``; "" = the model's own default)
+EVAL_FEATURES = ("", "post_bn", "post_bn_l2", "pre_bn_l2")
 
 
 def neutral(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
@@ -70,6 +72,9 @@ class DataConfig:
     loader: str = "auto"
     cache_dir: str = neutral("")  #: the image cache; "" = <home>/data/image-cache, never the dataset folder
     cache_max_gb: float = 4.0
+    #: training identities held out as a validation split (query / gallery,
+    #: :func:`reidlib.data.validation.validation_split`) and never trained on; 0 = none
+    val_ids: int = 0
 
 
 @dataclass
@@ -137,6 +142,10 @@ class EvalConfig:
     distance: str = neutral("")  #: "" = the model's own (model.distance); see reidlib.metrics.distance.build_distance
     chunk_size: int = neutral(0)  #: queries per distance-matrix chunk (0 = chosen from a memory budget)
     amp: str = neutral("auto")  #: autocast for feature extraction (as train.amp); features are stored in float32
+    #: which vectors are ranked at test time: "post_bn" (after the BNNeck, un-normalised: SPAN's
+    #: text), "post_bn_l2" (after the BNNeck, L2-normalised: Luo et al.'s strong-baseline code),
+    #: "pre_bn_l2" (before the BNNeck, L2-normalised: MUSP's code), "" = the model's own default
+    features: str = neutral("")
 
 
 @dataclass
@@ -158,6 +167,9 @@ class SpanConfig:
     a: float = 0.7  #: max area ratio of a visible view in a two-view image (eq. 2; paper: 0.7)
     margin: float = 0.04  #: tolerated overlap m of adjacent views F.S and R.S (eq. 3); F.R stays 0
     flip: bool = True
+    #: "weak" (eq. 6, the paper) | "true_parts" (SynthVeRi's true part masks: the ground-truth row,
+    #: :func:`reidlib.losses.span.true_part_mask_loss`)
+    supervision: str = "weak"
 
 
 @dataclass
@@ -392,7 +404,7 @@ def validate(cfg: Config) -> Config:
 
     # the choices of the modules that own them (the losses import torch, as check_options does)
     from reidlib.losses.reid import ID_REDUCTIONS, TRIPLET_MODES
-    from reidlib.losses.span import AREA_MODES, AREA_REDUCTIONS
+    from reidlib.losses.span import AREA_MODES, AREA_REDUCTIONS, SUPERVISION
     from reidlib.models.registry import check_options
 
     one_of("model.name", cfg.model.name, MODELS)
@@ -403,11 +415,15 @@ def validate(cfg: Config) -> Config:
     one_of("loss.id_reduction", cfg.loss.id_reduction, ID_REDUCTIONS)
     one_of("train.sync_bn", str(cfg.train.sync_bn).strip().lower(), SYNC_BN)
     one_of("optim.warmup_method", cfg.optim.warmup_method, WARMUP_METHODS)
+    one_of("eval.features", cfg.eval.features, EVAL_FEATURES)
+    if cfg.data.val_ids < 0:
+        raise ConfigError(f"data.val_ids must be >= 0 (training identities held out for validation), got {cfg.data.val_ids}")
     if cfg.model.name in REID_MODELS:
         one_of("loss.triplet_on", cfg.loss.triplet_on, TRIPLET_MODES)
     cfg.model.kwargs = check_options(cfg.model.name, cfg.model.kwargs)
     one_of("span.area_mode", cfg.span.area_mode, AREA_MODES)
     one_of("span.area_reduction", cfg.span.area_reduction, AREA_REDUCTIONS)
+    one_of("span.supervision", cfg.span.supervision, SUPERVISION)
     for key in ("data.p", "data.k", "data.height", "data.width", "data.batch_size", "train.log_every"):
         sec, name = key.split(".")
         if getattr(getattr(cfg, sec), name) < 1:

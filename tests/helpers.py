@@ -13,6 +13,7 @@ pyproject.toml's pytest section; no test file imports another).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -61,6 +62,13 @@ def make_tiny_veri(root: Path, train_ids=(1, 2, 3, 4), test_ids=(5, 6, 7), per_i
         (root / lst).write_text("\n".join(lists[folder]) + "\n")
     for kp, lines in kp_lines.items():
         (root / kp).write_text("\n".join(lines) + "\n")
+    # SynthVeRi's identities.json (keyed by str(vid)): the attribute labels of the generic stand-in
+    from reidlib.data.attributes import ATTRIBUTES
+
+    idents = {str(pid): {"vid": pid, "body_type": ATTRIBUTES["body_type"][pid % 7],
+                         "colour": ATTRIBUTES["colour"][pid % 10], "grille": pid % 5, "headlight": pid % 4,
+                         "taillight": (pid + 1) % 4} for pid in (*train_ids, *test_ids)}
+    (root / "identities.json").write_text(json.dumps(idents, indent=1) + "\n")
     return root
 
 

@@ -25,7 +25,7 @@ from reidlib.models.registry import (MODELS, REID_MODELS, build_model, check_opt
                                      default_run, model_class, model_options)
 
 NAMES = list(MODELS)
-TASKS = ("reid", "span", "foreground")
+TASKS = ("reid", "span", "foreground", "attributes")
 BACKBONE = "resnet18"
 B, C, SIZE = 2, 5, 64      # batch, classes, input side
 #: tiny values for the size options a model may declare (applied only where it declares them)
@@ -87,6 +87,9 @@ def check_output(name: str, model: torch.nn.Module, out, training: bool) -> None
         return
     if task == "foreground":                               # logits [B, 1, H/4, W/4]
         assert isinstance(out, torch.Tensor) and tuple(out.shape) == (B, 1, SIZE // 4, SIZE // 4)
+        return
+    if task == "attributes":                               # logits [B, sum of the heads' classes]
+        assert isinstance(out, torch.Tensor) and tuple(out.shape) == (B, sum(model.heads.values()))
         return
     assert isinstance(out, dict) and tuple(out) == KEYS, f"keys {tuple(out)} != {KEYS}"
     feats, bn = out["feats"], out["bn_feats"]

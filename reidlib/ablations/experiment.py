@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from reidlib.claims.verdicts import Claim
 
@@ -50,8 +50,11 @@ class FigureText:
 
 
 #: the learning curves every table of trained models shows
-LEARNING_CURVES = FigureText("Learning curves of the table's models (first seed).",
-                             "Training loss and ID accuracy against iterations, one line per row of the table")
+LEARNING_CURVES = FigureText(
+    "Did every model train to a plateau? Left: validation mAP (held-out training identities) through the "
+    "schedule, each seed of a row in the row's colour (the first seed darker), when the profile holds a "
+    "validation split out. Then training loss and ID accuracy of each row's first seed.",
+    "Validation mAP, training loss and ID accuracy against iterations, one line per row of the table")
 _STANDARD_FIGURES = {"learning_curves": LEARNING_CURVES}
 #: the reference lines of every ``intervals`` figure (:meth:`Page.intervals`)
 _LEVEL_LINES = "Dotted and dashed lines: an untrained network and the stand-in before fine-tuning."
@@ -86,6 +89,10 @@ class Experiment:
     paper_numbers: Mapping[Any, Mapping[str, float]] = field(default_factory=dict)  #: ``{row: {metric: %}}``
     claims: tuple[Claim, ...] = ()               #: what the paper claims with the table
     figures: Mapping[str, FigureText] = field(default_factory=dict)  #: captions of the page's figures
+    #: ``mechanism(study, variants) -> (facts, table)``: whether the mechanism the claims are about
+    #: formed in each row (SPAN's masks, MUSP's attentions), as the fact
+    #: :data:`reidlib.claims.verdicts.MECHANISM` and a table of the numbers (:meth:`Page.mechanism`)
+    mechanism: Optional[Callable] = None
 
     def __post_init__(self):
         set_ = object.__setattr__                # frozen: read-only views of the mappings
@@ -94,6 +101,21 @@ class Experiment:
         set_(self, "figures", MappingProxyType(dict(self.figures)))
         set_(self, "claims", tuple(self.claims))
         set_(self, "rows", tuple(self.rows) or tuple(self.variants))
+
+    def reference_row(self):
+        """The row the page's differences are taken from, so that their sign reads as its claims
+        do: the baseline when the paper reports it, else the row the first claim's first comparison
+        is against (MUSP Table 7: sigmoid; Table 6: without ESE), else the first row the paper
+        reports (None without the paper's numbers)."""
+        paper = self.paper_numbers
+        if "baseline" in self.rows and "baseline" in paper:
+            return "baseline"
+        for claim in self.claims:
+            for comp in claim.comparisons:
+                neg = [r for r, w in comp.items() if w < 0 and _paper_key(r) in paper]
+                if len(neg) == 1:
+                    return next((r for r in self.rows if _paper_key(r) == _paper_key(neg[0])), None)
+        return next((r for r in self.rows if _paper_key(r) in paper), None)
 
     def figure_text(self, name: str) -> FigureText:
         """The caption and alt text of figure ``name`` (the record's, else the standard one)."""
@@ -194,7 +216,8 @@ class Page:
         levels = self.study.reference_levels()
         self.tables["levels"] = levels
         paper = self.experiment.paper_numbers or None
-        reference = next((r for r in table.index if _paper_key(r) in (paper or {})), None)
+        reference = self.experiment.reference_row() if paper else None
+        reference = reference if reference in table.index else None
         diffs = self.paired_differences(table, reference) if paper and reference is not None else None
         return self.figure("intervals", intervals_figure(table, paper=paper, levels=levels, reference=reference,
                                                          differences=diffs))
@@ -216,7 +239,8 @@ class Page:
                 continue
             for m in metrics:
                 try:
-                    a, b = per_query.values(arrays, row, m), per_query.values(arrays, reference, m)
+                    a, b = per_query.common_seeds(per_query.values(arrays, row, m),
+                                                  per_query.values(arrays, reference, m))
                 except KeyError:
                     continue
                 iv = paired_bootstrap(a, b, groups=groups, unit=unit)
@@ -224,10 +248,35 @@ class Page:
         return out
 
     def learning_curves(self, results) -> ShownFigure:
-        """Figure ``learning_curves``: training loss and ID accuracy of each row's first seed."""
+        """Figure ``learning_curves``: each row's validation mAP through its schedule (every seed,
+        when the profile holds a validation split out) beside the training loss and ID accuracy of
+        its first seed."""
         from reidlib.viz import learning_curves_figure
 
-        return self.figure("learning_curves", learning_curves_figure(results.logs()))
+        return self.figure("learning_curves", learning_curves_figure(results.logs(), validation=results.validation()))
+
+    def mechanism(self):
+        """Did the mechanism form? The record's ``mechanism`` measure on the study (recorded as
+        table ``mechanism``); the claims' precondition ``mechanism formed`` is read from it
+        (:meth:`claims`)."""
+        from reidlib.viz import show_table
+
+        if self.experiment.mechanism is None:
+            raise ValueError(f"{self.experiment.name}: the record measures no mechanism")
+        facts, table = self.experiment.mechanism(self.study, self.experiment.variants)
+        self._mechanism_facts = facts
+        self.tables["mechanism"] = table
+        return show_table(table)
+
+    def plateau(self, results):
+        """Did every row train to a plateau? :func:`reidlib.claims.plateau.plateau_table` of the
+        rows' validation curves (recorded as table ``plateau``; the claims' precondition
+        ``converged`` is read from it, :meth:`claims`)."""
+        from reidlib.viz import show_table
+
+        table = results.plateau()
+        self.tables["plateau"] = table
+        return show_table(table)
 
     def against_paper(self, table, metrics: Optional[Sequence[str]] = None, digits: int = 1):
         """Our ``table`` next to the paper's numbers (:func:`reidlib.claims.verdicts.compare_with_paper`)."""
@@ -241,12 +290,18 @@ class Page:
         ``facts``: what the page knows about the claims' preconditions (``{key: (ok, reason)}``,
         :func:`reidlib.claims.verdicts.evaluate_claims`); the separability of the models is added from
         the reference levels (:meth:`intervals`' or the study's) when the claims need it."""
-        from reidlib.claims.verdicts import SEPARABLE, evaluate_claims, separability_facts
+        from reidlib.claims.plateau import convergence_facts
+        from reidlib.claims.verdicts import CONVERGED, SEPARABLE, evaluate_claims, separability_facts
 
         arrays = results.arrays() if hasattr(results, "arrays") else results
         facts = dict(facts or {})
         if SEPARABLE not in facts and any(SEPARABLE in c.preconditions for c in self.experiment.claims):
             facts.update(separability_facts(arrays, self._levels()))
+        for key, value in getattr(self, "_mechanism_facts", {}).items():
+            facts.setdefault(key, value)
+        if CONVERGED not in facts and hasattr(results, "plateau") and \
+                any(CONVERGED in c.preconditions for c in self.experiment.claims):
+            facts.update(convergence_facts(self.tables.get("plateau", results.plateau())))
         self.facts = facts
         self.verdicts, self.comparisons = evaluate_claims(self.experiment.claims, arrays,
                                                           paper=self.experiment.paper_numbers, facts=facts)

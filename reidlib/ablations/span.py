@@ -34,25 +34,50 @@ SPAN_LOSS_SWITCHES: dict[str, dict] = {
     "full": {"span.use_recon": True, "span.use_area": True, "span.use_div": True},
 }
 
+#: our ground-truth row (not in the paper): SPAN step 1 trained on SynthVeRi's true part masks
+#: (:func:`reidlib.losses.span.true_part_mask_loss`) instead of eq. 6, then the same part features +
+#: CPDM: what the design reaches when the masks are right, separating "the idea fails" from "our
+#: step 1 failed"
+TRUE_MASKS = {"span.supervision": "true_parts"}
+TRUE_MASKS_NOTE = "ours, not the paper's: SPAN + CPDM on masks learnt from SynthVeRi's true part masks"
+
 #: Table 1: the strong baseline, then SPAN + CPDM (part features on SPAN's masks, triplet on CPDM
-#: (eq. 7), ranking with CPDM (eqs. 4-5)) with SPAN trained on each loss combination
+#: (eq. 7), ranking with CPDM (eqs. 4-5)) with SPAN trained on each loss combination. The headline
+#: rows (baseline, all three losses, the true-mask row) get every training seed; the other loss
+#: combinations the first only (a secondary row, labelled).
 SPAN_LOSS_VARIANTS: dict[str, Variant] = {
     "baseline": Variant("baseline", note="Luo et al.'s strong baseline, one global feature"),
-    **{name: Variant("span", span=switches, note="SPAN + CPDM") for name, switches in SPAN_LOSS_SWITCHES.items()},
+    **{name: Variant("span", span=switches, note="SPAN + CPDM", seeds=None if name == "full" else 1)
+       for name, switches in SPAN_LOSS_SWITCHES.items()},
+    "true_masks": Variant("span", span=TRUE_MASKS, note=TRUE_MASKS_NOTE),
 }
 
+#: how the "w/ Cat" row ranks (the paper does not say): each of the four blocks (global, front,
+#: rear, side) L2-normalised, then concatenated, Euclidean distance; its triplet loss sees the same
+#: vector (:class:`reidlib.models.part_features.SPANReID`, ``cat_norm="block"``)
+CAT_RANKED = {"distance": "euclidean", "cat_norm": "block"}
 
-#: Table 2: with SPAN's masks fixed (all three losses), how the four features are combined and compared
+#: Table 2: with SPAN's masks fixed (all three losses), how the four features are combined and
+#: compared. ``span_cpdm`` and the rows after it are the *same* trained models ranked four ways
+#: (CPDM; Euclidean on the per-block-normalised concatenation; the global block alone; the part
+#: blocks alone): no training between them, so their differences are the metric's and the features'.
 SPAN_AGGREGATION_VARIANTS: dict[str, Variant] = {
     "baseline": Variant("baseline", note="Luo et al.'s strong baseline"),
     "span_fc": Variant("span", {"model.kwargs": {"aggregation": "fc"}, "loss.triplet_on": "concat"},
-                       note="w/ FC: one FC layer fuses the four features"),
-    "span_cat": Variant("span", {"model.kwargs": {"distance": "euclidean"}, "loss.triplet_on": "concat"},
-                        distance="euclidean", note="w/ Cat: concatenation, Euclidean distance"),
+                       note="w/ FC: one FC layer fuses the four features", seeds=1),
+    "span_cat": Variant("span", {"model.kwargs": CAT_RANKED, "loss.triplet_on": "concat"},
+                        distance="euclidean", note="w/ Cat: per-block L2-normalised concatenation, Euclidean "
+                                                   "distance; triplet on that vector", seeds=1),
     "span_cpdm": Variant("span", distance="cpdm", note="w/ CPDM: triplet and ranking on CPDM (eq. 7)"),
-    "span_cpdm_model_euclidean": Variant("span", distance="euclidean",
-                                         note="the CPDM-trained model ranked by Euclidean distance: "
-                                              "isolates the metric (not in the paper)"),
+    "span_cpdm_model_euclidean": Variant("span", distance="euclidean:blocks",
+                                         note="the CPDM-trained model, Euclidean on its per-block-normalised "
+                                              "concatenation: the same features, another metric (not in the paper)"),
+    "span_cpdm_model_global": Variant("span", distance="euclidean:global",
+                                      note="the CPDM-trained model, its global feature alone (not in the paper)"),
+    "span_cpdm_model_parts": Variant("span", distance="euclidean:parts",
+                                     note="the CPDM-trained model, its three part features alone, each "
+                                          "L2-normalised (not in the paper)"),
+    "true_masks": Variant("span", span=TRUE_MASKS, distance="cpdm", note=TRUE_MASKS_NOTE),
 }
 
 #: the supplementary's hyper-parameters of SPAN step 1: the area cap ``a`` of both visible views of
@@ -188,31 +213,46 @@ def _row_name(key) -> str:
     return f"{key[0]}={key[1]:g}" if isinstance(key, tuple) else str(key)
 
 
-def _mask_results(study: Study, settings: Mapping[Any, dict], max_images: int = MASK_EVAL_IMAGES):
-    """Train SPAN step 1 per setting; rows: :func:`iou_row` of the target metric plus ``faces mean
-    IoU`` (the geometric-face metric's mean); per-image arrays of the target metric."""
+def _mask_results(study: Study, settings: Mapping[Any, dict], max_images: int = MASK_EVAL_IMAGES,
+                  all_seeds: Sequence = ()):
+    """Train SPAN step 1 per setting (the rows in ``all_seeds`` once per training seed, the others
+    with the first); rows: :func:`iou_row` of the target metric plus ``faces mean IoU`` (the
+    geometric-face metric's mean), means over the row's seeds, with ``seeds`` and, over several,
+    ``mean IoU sd`` (the seed-to-seed standard deviation); per-image arrays of the target metric
+    (``[seeds, images, 3]`` per row). Returns (table, {row: first seed's SPAN}, arrays)."""
     from reidlib.claims import per_query
 
     recs = mask_eval_records(study, max_images=max_images)
     units = [r.path for r in recs]
     rows, ious, spans = {}, {}, {}
     for key, overrides in settings.items():
-        span, _ = study.span_model(study.seeds[0], **overrides)
-        both = _span_mask_eval(study, span, recs)
-        spans[key], ious[key] = span, [both["target"]]
-        rows[key] = {**iou_row(both["target"]), "faces mean IoU": iou_row(both["faces"])["mean IoU"]}
-    arrays = per_query.from_mask_ious({_row_name(k): v for k, v in ious.items()}, units, study.seeds[:1],
+        seeds = study.seeds if key in all_seeds else study.seeds[:1]
+        per_seed, faces = [], []
+        for seed in seeds:
+            span, _ = study.span_model(seed, **overrides)
+            both = _span_mask_eval(study, span, recs)
+            spans.setdefault(key, span)
+            per_seed.append(both["target"])
+            faces.append(iou_row(both["faces"])["mean IoU"])
+        ious[key] = per_seed
+        rows[key] = {**iou_row(np.concatenate(per_seed)), "faces mean IoU": float(np.mean(faces)), "seeds": len(seeds)}
+        if len(seeds) > 1:
+            rows[key]["mean IoU sd"] = float(np.std([iou_row(v)["mean IoU"] for v in per_seed], ddof=1))
+    arrays = per_query.from_mask_ious({_row_name(k): v for k, v in ious.items()}, units, study.seeds,
                                       groups=[r.pid for r in recs])
     return pd.DataFrame.from_dict(rows, orient="index"), spans, arrays
 
 
-def span_masks_table(study: Study, variants: Sequence[str] = tuple(SPAN_LOSS_SWITCHES),
+def span_masks_table(study: Study, variants: Optional[Sequence[str]] = None,
                      max_images: int = MASK_EVAL_IMAGES):
-    """Train SPAN step 1 once per loss combination (Table 1's rows) and measure its part masks
+    """Train SPAN step 1 once per row of :data:`MASK_ROWS` (Table 1's loss combinations and our
+    true-mask row; or ``variants`` of them; the headline rows :data:`MASK_ALL_SEEDS` once per
+    training seed, as Tables 1 and 2 use them) and measure its part masks
     against SPAN's target (front / rear / side / mean IoU) and the geometric faces (``faces mean
     IoU``) on :func:`mask_eval_records`; compare with :func:`mask_reference_levels`. Returns (IoU
     table (%), {variant: trained SPAN}, per-image arrays of the target metric)."""
-    return _mask_results(study, {v: SPAN_LOSS_SWITCHES[v] for v in variants}, max_images)
+    rows = MASK_ROWS if variants is None else {v: MASK_ROWS[v] for v in variants}
+    return _mask_results(study, rows, max_images, all_seeds=MASK_ALL_SEEDS)
 
 
 def foreground_net(study: Study, seed: Optional[int] = None):
@@ -277,15 +317,15 @@ def span_hyperparam_table(study: Study, settings: Mapping[tuple, dict] = SPAN_HY
 # the pilot: why the profile's SPAN step 1 is what it is
 # ------------------------------------------------------------------------------------------------
 
-#: the settings of SPAN step 1 tried before choosing the ``cpu`` profile's (its mask network options,
-#: input size and how its trunk starts); the first is the profile's choice
+#: SPAN step 1's pilot: the profile's setting, then one factor changed at a time, all at the
+#: profile's resolution (``span_size``) and schedule length: the public code's optimiser (Adam 1e-4,
+#: no warm-up) and no stand-in (random initialisation). (The public code's stride-8 mask network
+#: costs several times more per iteration than the cpu budget allows.) Each value: SPAN step-1
+#: configuration overrides; ``"model.weights": None`` = random.
 SPAN_PILOT_SETTINGS: dict[str, dict] = {
-    "stride 16 + bilinear, 128 px, stand-in init": {"options": {"stride": 16, "decoder": "bilinear"},
-                                                    "size": 128, "init": "standin"},
-    "stride 8 + transposed, 64 px, stand-in init": {"options": {"stride": 8, "decoder": "transposed"},
-                                                    "size": 64, "init": "standin"},
-    "stride 8 + transposed, 64 px, random init": {"options": {"stride": 8, "decoder": "transposed"},
-                                                  "size": 64, "init": "random"},
+    "profile's choice (stride 16 + bilinear, Adam 1e-3 with warm-up, stand-in)": {},
+    "public code's optimiser (Adam 1e-4, no warm-up)": {"optim.lr": 1e-4, "optim.warmup_iters": 0},
+    "random initialisation": {"model.weights": None},
 }
 
 
@@ -317,11 +357,8 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
     study.keep_state = True                        # the intermediate checkpoints are this page's data
     try:
         for name, s in settings.items():
-            weights = None if s["init"] == "random" else study.backbone_weights(study.prof.span_backbone)
             cfg = study.span_config(study.seeds[0], **SPAN_LOSS_SWITCHES["full"],
-                                    **{"model.kwargs": dict(s["options"]), "model.weights": weights,
-                                       "span.size": s["size"], "train.checkpoint_every": every,
-                                       "train.keep_last": points})
+                                    **{**s, "train.checkpoint_every": every, "train.keep_last": points})
             span, info = study.cached("span-masks", cfg, lambda c, resume: train_span(c, resume=resume))
             # The curve is kept beside the run: once the intermediate checkpoints are deleted, a
             # later call reads it instead of scoring the finished model alone.
@@ -335,7 +372,7 @@ def span_pilot(study: Study, settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS,
                     models.append((iters, span))       # the finished run
                 per_iter = _seconds_per_iteration(Path(info["out_dir"]) / "log.jsonl")
                 curve = pd.DataFrame([{"iteration": it, "training minutes": it * per_iter / 60,
-                                       **iou_row(_span_mask_eval(study, model, recs, span_size=s["size"])["target"])}
+                                       **iou_row(_span_mask_eval(study, model, recs)["target"])}
                                       for it, model in models])
                 if len(curve) > 1:                     # a complete curve (not one re-scored end point)
                     with atomic_path(curve_file) as tmp:
@@ -359,9 +396,19 @@ def loss_design(switches: Mapping[str, dict] = SPAN_LOSS_SWITCHES) -> pd.DataFra
     return pd.DataFrame(switches).T
 
 
-def pilot_design(settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS) -> pd.DataFrame:
-    """The design of the pilot: one row per setting, its mask-network options and initialisation."""
-    return pd.DataFrame([{"setting": k, **s["options"], "init": s["init"]} for k, s in settings.items()])
+def pilot_design(settings: Mapping[str, dict] = SPAN_PILOT_SETTINGS, study: Optional[Study] = None) -> pd.DataFrame:
+    """The design of the pilot: one row per setting, what it changes from the profile's SPAN step 1
+    (with ``study``, the resulting learning rate, warm-up, mask network and initialisation)."""
+    rows = []
+    for k, s in settings.items():
+        row = {"setting": k, "changes": ", ".join(f"{a}={b}" for a, b in s.items()) or "(the profile's)"}
+        if study is not None:
+            c = study.span_config(study.seeds[0], **s)
+            row.update({"lr": c.optim.lr, "warm-up": c.optim.warmup_iters, "stride": c.model.kwargs.get("stride"),
+                        "decoder": c.model.kwargs.get("decoder"), "size": c.span.size,
+                        "init": "random" if not c.model.weights else "stand-in or file"})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def span_masks_figure(study: Study, span, n_images: int = 5):
@@ -387,31 +434,41 @@ SPAN_PILOT = Experiment(
         "degenerate levels")})
 
 SPAN_MASKS = Experiment(
-    "span_masks", "SPAN Fig. 6 (part masks; mask IoU)", "span", _PAPER, "Fig. 6", rows=tuple(SPAN_LOSS_SWITCHES),
+    "span_masks", "SPAN Fig. 6 (part masks; mask IoU)", "span", _PAPER, "Fig. 6", rows=(*SPAN_LOSS_SWITCHES, "true_masks"),
     figures={"masks": FigureText(
         "SPAN trained with all three losses: front, rear and side masks on test images of different views.",
-        "Test images followed by SPAN's predicted front, rear and side masks")})
+        "Test images followed by SPAN's predicted front, rear and side masks"),
+        "panel": FigureText(
+        "The paper's Fig. 6 on SynthVeRi: one test image per view class (rows); the masks a perfect SPAN "
+        "would output, then the thresholded masks of SPAN trained with each loss combination and of our "
+        "true-mask row (columns), blended over the image: front red, rear blue, side green.",
+        "A grid of test images with the target masks and each loss combination's predicted masks overlaid")})
 
 SPAN_LOSSES = Experiment(
     "span_losses", "SPAN Table 1: the three losses", "span", _PAPER, "Table 1", SPAN_LOSS_VARIANTS,
-    paper_numbers=paper.SPAN_TABLE1,
+    paper_numbers=paper.SPAN_TABLE1, mechanism=lambda study, variants: span_mechanism(study, variants),
     claims=(reid_claim("SPAN trained with all three losses beats the baseline", "mAP", beats("full", "baseline"),
                        shared=_SPAN_VS_BASELINE),
             reid_claim("all three losses beat every partial combination", "mAP",
-                       beats("full", "only_recon"), beats("full", "wo_area"), beats("full", "wo_div"))),
+                       beats("full", "only_recon"), beats("full", "wo_area"), beats("full", "wo_div")),
+            reid_claim("with the true part masks, SPAN + CPDM beats the baseline (the design's upper bound)", "mAP",
+                       beats("true_masks", "baseline"), source="ours"),
+            reid_claim("the true part masks beat SPAN's learnt masks (better masks, better re-ID)", "mAP",
+                       beats("true_masks", "full"), source="ours")),
     figures={"intervals": intervals_caption(
         "SPAN Table 1's rows (loss combinations) on SynthVeRi.", "mAP and rank-1 of every row of SPAN Table 1 with 95% intervals, and the paper's numbers")})
 
 SPAN_AGGREGATION = Experiment(
     "span_aggregation", "SPAN Table 2: global and part features", "span", _PAPER, "Table 2", SPAN_AGGREGATION_VARIANTS,
-    paper_numbers=paper.SPAN_TABLE2,
+    paper_numbers=paper.SPAN_TABLE2, mechanism=lambda study, variants: span_mechanism(study, variants),
     claims=(reid_claim("concatenated part features beat an FC aggregation", "mAP", beats("span_cat", "span_fc")),
-            reid_claim("CPDM beats Euclidean distance on the same concatenated features", "mAP",
-                       beats("span_cpdm", "span_cat")),
+            reid_claim("w/ CPDM beats w/ Cat (the table's two models)", "mAP", beats("span_cpdm", "span_cat")),
+            reid_claim("CPDM beats Euclidean distance on the same concatenated features (one model, ranked both "
+                       "ways)", "mAP", beats("span_cpdm", "span_cpdm_model_euclidean")),
             reid_claim("SPAN w/ CPDM beats the baseline", "mAP", beats("span_cpdm", "baseline"),
                        shared=_SPAN_VS_BASELINE),
-            reid_claim("ranking the CPDM-trained model by CPDM beats ranking it by Euclidean distance", "mAP",
-                       beats("span_cpdm", "span_cpdm_model_euclidean"), source="ours")),
+            reid_claim("the part features add to the global one: CPDM over all four beats the global feature "
+                       "alone (one model)", "mAP", beats("span_cpdm", "span_cpdm_model_global"), source="ours")),
     figures={"intervals": intervals_caption(
         "SPAN Table 2's rows (aggregations and distances) on SynthVeRi.",
         "mAP and rank-1 of every row of SPAN Table 2 with 95% intervals, and the paper's numbers")})
@@ -507,3 +564,143 @@ def span_mask_diagnostics(study: Study, span, split: str = "gallery", max_images
 
 
 __all__ += ["mask_reference_table", "span_mask_diagnostics"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the precondition "mechanism formed" of the claims about SPAN's masks
+# ------------------------------------------------------------------------------------------------
+
+#: what a SPAN's masks must beat to count as formed (rows of :func:`mask_reference_table`): on the
+#: two-view images, giving both present parts the whole car (an oracle on the view, the trivial
+#: split); overall, every image-only reference (all masks = the foreground; a view classifier's
+#: target, when given)
+FORMATION_REFERENCES = {"two-view mean IoU": ("labelled masks take the car",),
+                        "mean IoU": ("foreground takes every mask", "view classifier's target")}
+
+
+def mask_formation(study: Study, span, references: pd.DataFrame) -> tuple[bool, str, dict]:
+    """Whether ``span``'s masks formed: ``(ok, reason, its numbers)`` against
+    :data:`FORMATION_REFERENCES` (``references``: :func:`mask_reference_table` on the same images).
+    Its numbers: mean IoU and two-view mean IoU (%) of its masks."""
+    recs = mask_eval_records(study)
+    ious = _span_mask_eval(study, span, recs)["target"]
+    mine = {"mean IoU": iou_row(ious)["mean IoU"], **_by_views_row(ious, [int(r.view) for r in recs])}
+    short = []
+    for column, refs in FORMATION_REFERENCES.items():
+        for ref in refs:
+            if ref in references.index and not mine[column] > float(references.loc[ref, column]):
+                short.append(f"{column} {mine[column]:.1f} ≤ '{ref}' {float(references.loc[ref, column]):.1f}")
+    return not short, "; ".join(short), mine
+
+
+def mask_mechanism_facts(study: Study, variants: Mapping[Any, Variant], references: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """The fact :data:`reidlib.claims.verdicts.MECHANISM` for each row of ``variants`` that ranks
+    with SPAN's masks (its first seed's SPAN step 1, :func:`mask_formation`): ``({MECHANISM: {row:
+    (ok, reason)}}, table of the rows' numbers)``. Rows without masks (the baseline) are left out."""
+    from reidlib.claims.verdicts import MECHANISM
+    from reidlib.models.registry import MODELS
+
+    facts, rows, done = {}, {}, {}
+    for name, v in variants.items():
+        if not MODELS[v.model].needs_span:
+            continue
+        key = tuple(sorted(v.span.items()))
+        if key not in done:
+            span, _ = study.span_model(study.seeds[0], **v.span)
+            done[key] = mask_formation(study, span, references)
+        ok, reason, mine = done[key]
+        facts[str(name)] = (ok, "" if ok else f"{name}'s masks did not form ({reason})")
+        rows[str(name)] = {**mine, "formed": ok}
+    return ({MECHANISM: facts} if facts else {}), pd.DataFrame.from_dict(rows, orient="index")
+
+
+__all__ += ["FORMATION_REFERENCES", "mask_formation", "mask_mechanism_facts", "TRUE_MASKS", "CAT_RANKED"]
+
+
+def standin_view_predictions(study: Study, records: Sequence) -> Optional[list[int]]:
+    """A view classifier's predictions for ``records`` (image only): the view head of the stand-in
+    (:meth:`reidlib.study.Study.standin_model`: trained on the pretraining folder's identities,
+    none of the evaluation's). None when the study has no stand-in."""
+    from reidlib.data.masks import MaskDataset
+    from reidlib.utils.device import resolve_device
+
+    if "standin" not in (study.init, study.span_init):
+        return None
+    model = study.standin_model()
+    if "view" not in getattr(model, "heads", {}):
+        return None
+    dev = resolve_device(study.device)
+    model = model.to(dev).eval()
+    ds = MaskDataset(list(records), fg_source="gt", size=tuple(study.prof.input_size))
+    preds: list[int] = []
+    with torch.inference_mode():
+        for start in range(0, len(ds), 64):
+            imgs = torch.stack([ds[i]["img"] for i in range(start, min(start + 64, len(ds)))]).to(dev)
+            preds += model.split(model(imgs).float())["view"].argmax(1).cpu().tolist()
+    return preds
+
+
+def span_mechanism(study: Study, variants: Mapping[Any, Variant]) -> tuple[dict, pd.DataFrame]:
+    """The mechanism measure of the SPAN re-ID pages (:attr:`reidlib.ablations.experiment.Experiment.mechanism`):
+    the references of :func:`mask_reference_table` (with the stand-in's view classifier,
+    :func:`standin_view_predictions`), then :func:`mask_mechanism_facts`; the table lists the rows'
+    numbers, then the references they are held against."""
+    recs = mask_eval_records(study)
+    refs = mask_reference_table(study, predicted_views=standin_view_predictions(study, recs))
+    facts, rows = mask_mechanism_facts(study, variants, refs)
+    shown = refs.loc[[r for refs_ in FORMATION_REFERENCES.values() for r in refs_ if r in refs.index],
+                     [c for c in ("mean IoU", "two-view mean IoU", "view accuracy") if c in refs.columns]]
+    shown = shown[~shown.index.duplicated()]
+    rows.insert(0, "kind", "model (first seed's SPAN)")
+    shown.insert(0, "kind", "reference")
+    return facts, pd.concat([rows, shown])
+
+
+__all__ += ["standin_view_predictions", "span_mechanism"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the Fig. 6 panel: every loss combination's masks beside the true ones
+# ------------------------------------------------------------------------------------------------
+
+#: the masks page's rows: Table 1's loss combinations, then our ground-truth row (SPAN step 1 trained
+#: on the true part masks: what a mask network of this size reaches when told the answer)
+MASK_ROWS: dict[str, dict] = {**SPAN_LOSS_SWITCHES, "true_masks": TRUE_MASKS}
+#: the masks page's rows trained once per training seed (the headline rows of Tables 1 and 2, whose
+#: re-ID models are built on each seed's SPAN): their seed-to-seed spread is on the page
+MASK_ALL_SEEDS = ("full", "true_masks")
+
+
+def span_masks_panel(study: Study, spans: Mapping[str, Any], n_images: int = 5, alpha: float = 0.6):
+    """SPAN's Fig. 6 as a grid: one row per test image of a different view class
+    (:meth:`reidlib.study.Study.example_batch`), columns: the image, the masks a perfect SPAN would
+    output (:func:`reidlib.data.masks.span_target`), then each of ``spans``' masks (thresholded at
+    0.5), all blended over the image, front red, rear blue, side green
+    (:func:`reidlib.viz.attention.mask_overlay`)."""
+    from matplotlib.figure import Figure
+
+    from reidlib.data.masks import label_map_for, span_target
+    from reidlib.data.views import VIEW5
+    from reidlib.viz.attention import mask_overlay, to_uint8_image
+
+    images, recs = study.example_batch(n=n_images, size=study.prof.span_size)
+    names = ["front", "rear", "side"]
+    size = tuple(images.shape[-2:])
+    truth = [span_target(label_map_for(r.path, size), int(r.view))[0].astype(np.float32) for r in recs]
+    preds = {k: (s.eval()(images).detach().float() > 0.5).float().numpy() for k, s in spans.items()}
+    cols = ["image", "target (true)", *preds]
+    fig = Figure(figsize=(1.45 * len(cols), 1.5 * len(recs) + 0.3), layout="constrained")
+    axes = fig.subplots(len(recs), len(cols), squeeze=False)
+    for i, r in enumerate(recs):
+        panels = [to_uint8_image(images[i]), mask_overlay(images[i], truth[i], names, alpha=alpha),
+                  *(mask_overlay(images[i], p[i], names, alpha=alpha) for p in preds.values())]
+        for j, (ax, im) in enumerate(zip(axes[i], panels)):
+            ax.imshow(im)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(cols[j].replace("_", " "), fontsize=8)
+        axes[i][0].set_ylabel(VIEW5[int(r.view)], fontsize=8)
+    return fig
+
+
+__all__ += ["MASK_ROWS", "MASK_ALL_SEEDS", "span_masks_panel"]

@@ -122,7 +122,7 @@ def wide_table(results: str | os.PathLike, exp: Experiment, *, metrics=WIDE_METR
     data), ``ours m`` with ``ours m low``/``ours m high`` (SynthVeRi, from ``<results>/<page>/table.csv``),
     our difference from the reference row ``ours Δm`` with its 95% paired interval ``ours Δm
     low``/``high`` (identities resampled, from ``per_query.npz``; NaN without it) and the paper's
-    ``paper Δm``. The reference is the first row the paper reports (``attrs["reference"]``). None
+    ``paper Δm``. The reference is :meth:`Experiment.reference_row` (``attrs["reference"]``). None
     when the record has no published numbers or the page no ``table.csv``."""
     from reidlib.claims import per_query
     from reidlib.claims.stats import paired_bootstrap
@@ -134,7 +134,7 @@ def wide_table(results: str | os.PathLike, exp: Experiment, *, metrics=WIDE_METR
         return None
     ours = _read_table(csv)
     metrics = paper_metrics(paper, metrics)
-    reference = next((r for r in exp.rows if _row_key(r) in paper), None)
+    reference = exp.reference_row()
     npz = Path(results) / exp.name / "per_query.npz"
     arrays = per_query.load(npz) if npz.is_file() else None
     groups, unit, _ = per_query.clusters(arrays) if arrays is not None else (None, "", "")
@@ -153,7 +153,8 @@ def wide_table(results: str | os.PathLike, exp: Experiment, *, metrics=WIDE_METR
             if reference is not None and key != _row_key(reference):
                 diff = mine(key, m) - mine(_row_key(reference), m)
                 if {str(row), str(reference)} <= have:
-                    iv = paired_bootstrap(per_query.values(arrays, row, m), per_query.values(arrays, reference, m),
+                    iv = paired_bootstrap(*per_query.common_seeds(per_query.values(arrays, row, m),
+                                                                  per_query.values(arrays, reference, m)),
                                           groups=groups, unit=unit, resamples=resamples, seed=seed)
                     lo, hi = iv.low, iv.high
             rec.update({f"paper {m}": pv, f"ours {m}": mine(key, m), f"ours {m} low": mine(key, f"{m}_low"),

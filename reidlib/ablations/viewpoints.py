@@ -146,6 +146,13 @@ def _models(arrays: Mapping[str, np.ndarray]) -> list[str]:
     return list(dict.fromkeys(r.rsplit("=", 1)[0] for r in row_names(arrays)))
 
 
+def _clusters_with_queries(groups, valid: np.ndarray) -> int:
+    """How many clusters (identities) hold at least one query of the relation (``valid [seeds,
+    units]``), not every cluster of the test set."""
+    have = np.asarray(valid).reshape(-1, np.asarray(valid).shape[-1]).any(axis=0)
+    return int(have.sum()) if groups is None else int(len(np.unique(np.asarray(groups)[have])))
+
+
 def relation_differences(arrays: Mapping[str, np.ndarray], baseline: str = BASELINE,
                          metrics: Sequence[str] = ("mAP", "R1"), relations: Sequence[str] = VIEW_RELATIONS,
                          *, resamples: int | None = None, seed: int = 0) -> pd.DataFrame:
@@ -164,8 +171,8 @@ def relation_differences(arrays: Mapping[str, np.ndarray], baseline: str = BASEL
             if model == baseline:
                 continue
             for m in metrics:
-                a = per_query.values(arrays, f"{model}={rel}", m)
-                b = per_query.values(arrays, f"{baseline}={rel}", m)
+                a, b = per_query.common_seeds(per_query.values(arrays, f"{model}={rel}", m),
+                                              per_query.values(arrays, f"{baseline}={rel}", m))
                 valid = ~np.isnan(a) & ~np.isnan(b)
                 if not valid.any():
                     iv = None
@@ -178,7 +185,7 @@ def relation_differences(arrays: Mapping[str, np.ndarray], baseline: str = BASEL
                             "baseline": float(np.nanmean(b)) if valid.any() else nan,
                             "difference": iv.estimate if iv else nan, "low": iv.low if iv else nan,
                             "high": iv.high if iv else nan, "queries": int(valid.sum()),
-                            "clusters": iv.clusters if iv else 0, "unit": unit})
+                            "clusters": _clusters_with_queries(groups, valid), "unit": unit})
     return pd.DataFrame(out, columns=["relation", "model", "metric", "value", "baseline", "difference", "low",
                                       "high", "queries", "clusters", "unit"])
 

@@ -30,7 +30,7 @@ from reidlib.claims.stats import mean_statistic, part_mean_statistic
 from reidlib.utils.io import atomic_path
 
 __all__ = ["FIELDS", "METRICS", "from_evaluations", "from_mask_ious", "save", "load", "row_names", "values",
-           "clusters", "means", "mean_iou_statistic", "IDENTITY"]
+           "clusters", "means", "mean_iou_statistic", "IDENTITY", "common_seeds"]
 
 FIELDS = ("ap", "inp", "first_rank", "iou")
 #: table metric -> (field, how a unit's value is read from it), in percent
@@ -84,8 +84,9 @@ def from_evaluations(runs: Mapping[Any, Sequence[Mapping[str, Any]]], seeds: Seq
                                   "seeds": np.asarray(list(seeds), np.int64)}
     units, found = None, None
     for row, per_seed in runs.items():
-        if len(per_seed) != len(seeds):
-            raise ValueError(f"row {row!r}: {len(per_seed)} evaluations for {len(seeds)} seeds")
+        if not 1 <= len(per_seed) <= len(seeds):
+            raise ValueError(f"row {row!r}: {len(per_seed)} evaluations for {len(seeds)} seeds (a row has "
+                             "the first 1 ... all of the seeds)")
         fields: dict[str, list] = {"ap": [], "inp": [], "first_rank": []}
         for ev in per_seed:
             rrs = _rank_results(ev)
@@ -163,6 +164,14 @@ def values(arrays: Mapping[str, np.ndarray], row: Any, metric: str) -> np.ndarra
     if metric == "mean IoU":
         return arrays[_key(row, "iou")].astype(np.float64) * 100.0
     raise KeyError(f"unknown metric {metric!r}; expected one of {METRICS}")
+
+
+def common_seeds(*vals: np.ndarray) -> list[np.ndarray]:
+    """``vals`` (each ``[seeds, units, ...]``) cut to the seeds they all have: a row trained with
+    fewer seeds (a secondary row, :attr:`reidlib.study.Variant.seeds`) holds the study's *first*
+    seeds, so a comparison with it is paired on those."""
+    n = min(np.asarray(v).shape[0] for v in vals)
+    return [np.asarray(v)[:n] for v in vals]
 
 
 def clusters(arrays: Mapping[str, np.ndarray]) -> tuple[np.ndarray | None, str, str]:

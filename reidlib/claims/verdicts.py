@@ -193,7 +193,7 @@ def _paper_difference(paper: Optional[Mapping], comparison: Mapping, metric: str
 def _interval(arrays, comparison: Mapping, metric: str, resamples: int, seed: int, groups, unit: str) -> Interval:
     stat = per_query.mean_iou_statistic if metric == "mean IoU" else mean_statistic
     rows = list(comparison)
-    vals = {r: per_query.values(arrays, r, metric) for r in rows}
+    vals = dict(zip(rows, per_query.common_seeds(*[per_query.values(arrays, r, metric) for r in rows])))
     weights = [comparison[r] for r in rows]
     kw = dict(statistic=stat, resamples=resamples, seed=seed, groups=groups, unit=unit)
     if len(rows) == 1 and weights[0] == 1.0:
@@ -473,7 +473,7 @@ def rank_table(results: str | Path, experiments: Iterable[Any], *, resamples: in
             out.append({**row, "rows": len(names), "note": "fewer than two rows with the paper's numbers"})
             continue
         groups, unit, note = per_query.clusters(arrays)
-        iv = rank_agreement([per_query.values(arrays, r, metric) for r in names],
+        iv = rank_agreement(per_query.common_seeds(*[per_query.values(arrays, r, metric) for r in names]),
                             [exp.paper_numbers[r][metric] for r in names], groups=groups, unit=unit,
                             resamples=resamples, seed=seed)
         ties = len({exp.paper_numbers[r][metric] for r in names}) < len(names)

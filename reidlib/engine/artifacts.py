@@ -27,7 +27,7 @@ __all__ = ["MODEL_FILE", "save_model_file", "model_meta", "rebuild", "load_model
 MODEL_FILE = "model.pt"
 
 #: the training task of each model family (``meta["task"]``)
-_TASKS = {"reid", "span", "foreground"}
+_TASKS = {"reid", "span", "foreground", "attributes"}
 
 
 def model_meta(name: str, kwargs: Mapping[str, Any], **extra: Any) -> dict:
@@ -81,6 +81,8 @@ def rebuild(meta: Mapping[str, Any]) -> torch.nn.Module:
         return model
     if task == "span":
         return _span_from(kwargs)
+    if task == "attributes":
+        return model_class(name)(**kwargs)
     return model_class("foreground")(**kwargs)
 
 

@@ -1,8 +1,12 @@
 """Evaluation of re-ID models: features of the query and gallery images, ranked by the model's
 distance under the dataset's protocol.
 
-* :func:`extract_features`: ``bn_feats`` and ``area_ratios`` (the inputs of CPDM, SPAN eqs. 4–5 /
-  MUSP eqs. 9–10) of a list of records, in eval mode without gradients.
+* :func:`extract_features`: the ranked vectors and ``area_ratios`` (the inputs of CPDM, SPAN eqs.
+  4–5 / MUSP eqs. 9–10) of a list of records, in eval mode without gradients. Which vectors is
+  ``eval.features`` (or ``evaluate_reid(features=...)``; :func:`reidlib.models.output.ranked_features`):
+  ``"post_bn"`` (``bn_feats`` as they are: the default of every model but SPAN's
+  ``cat_norm="block"``), ``"post_bn_l2"`` (Luo et al.'s code), ``"pre_bn_l2"`` (MUSP's code), each
+  of the P vectors normalised on its own; ``""`` = the model's own ``model.eval_features``.
 * :func:`evaluate_reid`: R1 / R5 / R10 / mAP / mINP (percent) with per-query results kept
   (``rank_result``: AP, INP and first-hit rank of every query). The protocol follows the dataset
   (:data:`reidlib.data.registry.DATASETS`): market style (same id *and* same camera is junk) for
@@ -43,15 +47,22 @@ METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 def extract_features(model: torch.nn.Module, records: Sequence, height: int, width: int, *, batch_size: int = 128,
                      num_workers: int = 0, device: Any = "auto", amp: Any = "auto", progress: bool = False,
                      desc: str = "features", cache: Optional[dict] = None,
-                     distributed: Optional[bool] = None) -> dict:
-    """``bn_feats`` and ``area_ratios`` of ``records`` (test transform, eval mode, no grad; bf16
-    autocast and channels-last where the device computes bf16 natively, ``amp``: see
+                     distributed: Optional[bool] = None, features: Optional[str] = None) -> dict:
+    """The ranked vectors and ``area_ratios`` of ``records`` (test transform, eval mode, no grad;
+    bf16 autocast and channels-last where the device computes bf16 natively, ``amp``: see
     :func:`reidlib.engine.trainer.resolve_amp`; features returned in float32).
 
+    ``features``: which vectors (``eval.features``): ``"post_bn"``, ``"post_bn_l2"``,
+    ``"pre_bn_l2"``, or ``None`` / ``""`` for the model's own ``model.eval_features`` (``"post_bn"``
+    unless it says otherwise); see :func:`reidlib.models.output.resolve_features` and
+    :func:`reidlib.models.output.ranked_features` (L2 normalisation per vector, in float32).
+
     Returns ``{"feats": Tensor[N, P, d] float32 (CPU), "area_ratios": Tensor[N, P] | None,
-    "pids", "camids", "views": int64 numpy arrays (raw ids; view -1 = unknown), "paths": list}``.
+    "features": the name of the vectors, "pids", "camids", "views": int64 numpy arrays (raw ids;
+    view -1 = unknown), "paths": list}``.
     ``cache``: a dict ``path -> (feat [P, d], ar [P] | None)`` read and filled, so that repeated
-    evaluations over the same images (VehicleID's 10 trials) extract each image once.
+    evaluations over the same images (VehicleID's 10 trials) extract each image once. It holds the
+    features of one model and one ``features`` choice: never share it across either.
 
     ``distributed`` (default: whenever a process group with more than one rank is initialised):
     every rank computes its share of the batches (see the module docstring; a collective: every
@@ -61,7 +72,9 @@ def extract_features(model: torch.nn.Module, records: Sequence, height: int, wid
     from tqdm.auto import tqdm
 
     from reidlib.data.dataset import ImageDataset, build_transforms
+    from reidlib.models.output import ranked_features, resolve_features
 
+    features = resolve_features(model, features)
     records = list(records)
     cache = {} if cache is None else cache
     todo = [r for r in dict.fromkeys(r.path for r in records) if r not in cache]
@@ -97,7 +110,7 @@ def extract_features(model: torch.nn.Module, records: Sequence, height: int, wid
                         out = model(img)
                 else:
                     out = model(img)
-                f = out["bn_feats"].float().cpu()
+                f = ranked_features(out, features).cpu()
                 ar = out.get("area_ratios")
                 ar = ar.float().cpu() if ar is not None else None
                 if shard:
@@ -117,11 +130,11 @@ def extract_features(model: torch.nn.Module, records: Sequence, height: int, wid
             "views": np.asarray([-1 if r.view is None else r.view for r in records], np.int64),
             "paths": [r.path for r in records]}
     if any(row is None for row in rows):  # a rank other than 0 of a sharded extraction
-        return {"feats": None, "area_ratios": None, **meta}
+        return {"feats": None, "area_ratios": None, "features": features, **meta}
     has_ar = bool(rows) and all(row[1] is not None for row in rows)
     return {"feats": torch.stack([row[0] for row in rows]) if rows else torch.zeros(0, 1, 1),
             "area_ratios": torch.stack([row[1] for row in rows]) if has_ar else None,
-            **meta}
+            "features": features, **meta}
 
 
 def _gather_features(todo: list, batch_size: int, feats: list, ars: list, cache: dict) -> None:
@@ -149,7 +162,8 @@ def _gather_features(todo: list, batch_size: int, feats: list, ars: list, cache:
 def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None, *, distance: Optional[str] = None,
                   return_features: bool = False, return_distmat: bool = False, device: Optional[str] = None,
                   batch_size: Optional[int] = None, progress: bool = False, feature_cache: Optional[dict] = None,
-                  trials: Optional[int] = None, distributed: Optional[bool] = None, **distance_kwargs) -> dict:
+                  trials: Optional[int] = None, distributed: Optional[bool] = None,
+                  features: Optional[str] = None, **distance_kwargs) -> dict:
     """Rank the gallery for every query; returns ``{"R1", "R5", "R10", "mAP", "mINP"}`` in percent
     (AP = mean precision at each true match, ``ap_definition``), the counts, the distance used,
     timings and ``rank_result`` (:class:`reidlib.metrics.RankResult`: per-query AP / INP /
@@ -160,9 +174,12 @@ def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None
     ``model_or_checkpoint``: a model, or a ``model.pt`` / ``last.pt`` / run folder (its run config
     then provides the defaults: image size, dataset kind; ``cfg`` given as a dict overrides them).
     ``dataset``: a dataset object or a root folder (default ``cfg.data.root``). ``distance``:
-    override of the model's metric (``"euclidean"`` for SPAN "w/ Cat", ``"cpdm_musp_code"``, ...);
-    ``distance_kwargs`` go to :func:`reidlib.metrics.distance.build_distance`. ``feature_cache``:
-    see :func:`extract_features`.
+    override of the model's metric (``"euclidean"`` for SPAN "w/ Cat", ``"euclidean:global"`` /
+    ``"euclidean:parts"`` for Table 2's global-only / parts-only rows, ``"cpdm_musp_code"``, ...);
+    ``distance_kwargs`` go to :func:`reidlib.metrics.distance.build_distance`. ``features``:
+    override of ``cfg.eval.features`` (the vectors ranked, see :func:`extract_features`; ``None``:
+    the config's, whose ``""`` is the model's own); the name used is returned as ``"features"``.
+    ``feature_cache``: see :func:`extract_features` (one model, one ``features`` choice).
 
     Datasets whose protocol has several trials (VehicleID: 10 seeded random gallery draws, seeded
     by the dataset object's own ``seed``, :attr:`reidlib.study.Study.trial_seed`): ``trials`` of them (default: the protocol's) are all evaluated, each
@@ -174,6 +191,7 @@ def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None
     returns the metrics, ``query`` / ``gallery`` / ``distmat`` only rank 0.
     """
     from reidlib.data.registry import spec_of
+    from reidlib.models.output import resolve_features
 
     model, cfg = _eval_setup(model_or_checkpoint, cfg)
     dev = resolve_device(device or cfg.train.device)
@@ -181,8 +199,9 @@ def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None
     if shard:
         dev = ddp.rank_device(dev)
     cache = {} if feature_cache is None else feature_cache
+    feats_name = resolve_features(model, features if features is not None else getattr(cfg.eval, "features", ""))
     kw = dict(distance=distance, device=dev, batch_size=batch_size, progress=progress, cache=cache,
-              distance_kwargs=distance_kwargs, shard=shard)
+              distance_kwargs=distance_kwargs, shard=shard, features=feats_name)
     ds = _dataset(cfg, dataset)
     n_trials = int(trials if trials is not None else spec_of(ds).trials)
     if n_trials < 1:
@@ -197,7 +216,7 @@ def evaluate_reid(model_or_checkpoint: Any, dataset: Any = None, cfg: Any = None
         out[k] = float(vals.mean())
     out["std"] = {k: float(np.std([r[k] for r in per_trial], ddof=1)) for k in METRIC_KEYS}
     first = per_trial[0]
-    for k in ("distance", "ap_definition", "num_gallery"):
+    for k in ("distance", "features", "ap_definition", "num_gallery"):
         out[k] = first[k]
     out["num_query"] = float(np.mean([r["num_query"] for r in per_trial]))
     out["trials"] = n_trials
@@ -240,10 +259,10 @@ def _eval_setup(model_or_checkpoint: Any, cfg: Any) -> tuple[torch.nn.Module, Co
 
 
 def _evaluate_split(model, ds, cfg: Config, *, distance, return_features, return_distmat, device, batch_size,
-                    progress, cache, distance_kwargs, shard: bool = False) -> dict:
+                    progress, cache, distance_kwargs, shard: bool = False, features: Optional[str] = None) -> dict:
     bs = int(batch_size or cfg.eval.batch_size)
     common = dict(batch_size=bs, num_workers=cfg.eval.num_workers, device=device, amp=cfg.eval.amp,
-                  progress=progress, cache=cache, distributed=shard)
+                  progress=progress, cache=cache, distributed=shard, features=features)
     t0 = time.perf_counter()
     q = extract_features(model, list(ds.query), cfg.data.height, cfg.data.width, desc="query", **common)
     g = extract_features(model, list(ds.gallery), cfg.data.height, cfg.data.width, desc="gallery", **common)
@@ -275,6 +294,7 @@ def _rank_split(model, q: dict, g: dict, cfg: Config, *, distance, return_featur
                             chunk_size=cfg.eval.chunk_size or None, device=device, return_distmat=return_distmat)
     out = {"R1": res.rank(1) * 100.0, "R5": res.rank(5) * 100.0, "R10": res.rank(10) * 100.0,
            "mAP": float(res.mAP) * 100.0, "mINP": float(res.mINP) * 100.0, "distance": dist_name,
+           "features": q["features"],
            "num_query": len(q["pids"]), "num_gallery": len(g["pids"]),
            "num_valid_queries": int(res.num_valid_queries), "num_skipped_queries": int(res.num_skipped_queries),
            "ap_definition": res.ap, "feature_seconds": round(t_feat, 3),

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from reidlib.errors import ConfigError
 from reidlib.utils.device import resolve_device, seed_everything
 from reidlib.utils.io import atomic_write_text
 
-__all__ = ["RunResult", "train_reid", "prepare_reid", "train_span", "train_foreground", "run_training", "dataset_of", "start_run", "out_dir",
+__all__ = ["RunResult", "train_attributes", "AttributeStep", "attribute_loader", "train_reid", "prepare_reid", "train_span", "train_foreground", "run_training", "dataset_of", "start_run", "out_dir",
            "make_trainer", "finish_run", "batch_loader", "schedule"]
 
 
@@ -233,9 +233,14 @@ def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset
                               "and set model.span_checkpoint=<its out dir>/model.pt (CLI: --span)")
         span = load_span(cfg.model.span_checkpoint)
     ds = dataset_of(cfg, dataset)
-    pid_map = relabel(ds.train)
+    train_records = list(ds.train)
+    if cfg.data.val_ids:                  # held-out identities (reidlib.data.validation), never trained on
+        from reidlib.data.validation import validation_split
+
+        train_records = validation_split(train_records, cfg.data.val_ids).train
+    pid_map = relabel(train_records)
     num_classes = len(pid_map)
-    loader, sampler, data_path = reid_loader(cfg, ds.train, pid_map)
+    loader, sampler, data_path = reid_loader(cfg, train_records, pid_map)
 
     kwargs = constructor_kwargs(name, cfg.model.backbone, cfg.model.weights, cfg.model.last_stride,
                                 cfg.model.kwargs)
@@ -247,7 +252,8 @@ def prepare_reid(cfg: Config, *, span: Optional[torch.nn.Module] = None, dataset
     meta = model_meta(name, kwargs, num_classes=num_classes, distance=getattr(model, "distance", "euclidean"),
                       num_parts=getattr(model, "num_parts", 1), triplet_on=cfg.loss.triplet_on,
                       image_size=[cfg.data.height, cfg.data.width],
-                      dataset={"kind": cfg.data.dataset, "root": str(cfg.data.root), "train_images": len(ds.train)},
+                      dataset={"kind": cfg.data.dataset, "root": str(cfg.data.root), "train_images": len(train_records),
+                               "validation_ids": cfg.data.val_ids},
                       data_path=data_path,
                       span_kwargs=dict(span.config) if span is not None else None)
     trainer = make_trainer(cfg, model, criterion_step(criterion), loader, len(sampler), meta, progress,
@@ -269,17 +275,23 @@ def span_loss_options(cfg: Config) -> dict:
 
 class SpanStep(torch.nn.Module):
     """SPAN step 1's training step: masks of the batch's images, eq. (6) against its foreground
-    targets and view labels (``batch["img"]``, ``batch["fg"]``, ``batch["view_vec"]``)."""
+    targets and view labels (``batch["img"]``, ``batch["fg"]``, ``batch["view_vec"]``); with
+    ``supervision="true_parts"`` instead the true part masks (``batch["target"]``, ``batch["ignore"]``:
+    :func:`reidlib.losses.span.true_part_mask_loss`, our ground-truth row)."""
 
-    def __init__(self, **loss_options):
+    def __init__(self, supervision: str = "weak", **loss_options):
         super().__init__()
+        self.supervision = supervision
         self.loss_options = loss_options
 
     def forward(self, model, batch):
         from reidlib.engine.trainer import float32_losses
-        from reidlib.losses.span import span_step1_loss
+        from reidlib.losses.span import span_step1_loss, true_part_mask_loss
 
         with float32_losses(model(batch["img"])) as masks:
+            if self.supervision == "true_parts":
+                total = true_part_mask_loss(masks, batch["target"], batch["ignore"])
+                return total, {"true_parts": total.detach()}
             total, terms = span_step1_loss(masks, batch["fg"], batch["view_vec"], **self.loss_options)
         return total, {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in terms.items()}
 
@@ -342,8 +354,9 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
     loader, per_epoch = batch_loader(cfg, train_set)
     model = SPAN(**kwargs)
     loss_kw = span_loss_options(cfg)
-    meta = model_meta("span-masks", kwargs, loss=loss_kw, **extra)
-    trainer = make_trainer(cfg, model, SpanStep(**loss_kw), loader, per_epoch, meta, progress, desc="train SPAN")
+    meta = model_meta("span-masks", kwargs, loss=loss_kw, supervision=cfg.span.supervision, **extra)
+    trainer = make_trainer(cfg, model, SpanStep(cfg.span.supervision, **loss_kw), loader, per_epoch, meta, progress,
+                           desc="train SPAN")
     trainer.fit(resume=resume)
     return finish_run(cfg, trainer, meta, t0)
 
@@ -393,10 +406,121 @@ def train_foreground(cfg: Any = None, *, records: Optional[Sequence] = None, dat
     return finish_run(cfg, trainer, meta, t0)
 
 
+# ------------------------------------------------------------------------------------------------
+# the generic stand-in (attribute classification): reidlib.engine.attributes documents it
+# ------------------------------------------------------------------------------------------------
+
+ATTRIBUTES_MODEL = "attributes"
+
+
+class AttributeStep(torch.nn.Module):
+    """The training step: ``attribute_loss(model(batch["img"]), labels[batch["index"]])``.
+
+    ``labels``: ``int64 [N, A]``, one row per training image (-1 = unknown), kept as a buffer so
+    the :class:`Trainer` moves it to the training device with the step."""
+
+    def __init__(self, labels: torch.Tensor, heads: Mapping[str, int]):
+        super().__init__()
+        self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long), persistent=False)
+        self.heads = dict(heads)
+
+    def forward(self, model, batch):
+        from reidlib.engine.precision import float32_losses
+        from reidlib.models.attributes import attribute_loss
+
+        y = self.labels[batch["index"].to(self.labels.device)]          # [B, A]
+        with float32_losses(model(batch["img"])) as logits:              # [B, sum K]
+            return attribute_loss(logits, y, self.heads)
+
+
+def attribute_loader(cfg: Config, records: Sequence) -> tuple[Any, int, str]:
+    """Shuffled batches of ``data.batch_size`` images of ``records`` with their positions
+    (``batch["index"]``): ``(loader, batches per epoch, description)``. ``data.loader`` as for
+    re-ID: ``cache`` | ``files`` | ``auto`` (the cache when the images fit ``data.cache_max_gb``)."""
+    from reidlib.data import cache as image_cache
+    from reidlib.data.batch_augment import BatchAugment, CachedBatchLoader
+    from reidlib.data.dataset import ImageDataset, build_transforms
+    from reidlib.data.sampler import RandomBatchSampler
+    from reidlib.engine.distributed import is_main
+    from reidlib.engine.training import batch_loader
+
+    h, w = cfg.data.height, cfg.data.width
+    use_cache = cfg.data.loader == "cache" or (
+        cfg.data.loader == "auto" and image_cache.fits(records, h, w, cfg.data.cache_max_gb))
+    if use_cache:
+        cache = image_cache.ImageCache(records, h, w, cache_dir=cfg.data.cache_dir or None,
+                                       progress=cfg.train.progress and is_main())
+        sampler = RandomBatchSampler(len(records), cfg.data.batch_size, drop_last=True, seed=cfg.train.seed)
+        loader = CachedBatchLoader(cache, [r.pid for r in records], sampler,
+                                   BatchAugment(train=True, **cfg.data.transforms), seed=cfg.train.seed,
+                                   camids=[r.camid for r in records],
+                                   views=[-1 if r.view is None else r.view for r in records])
+        return loader, len(sampler), (f"cache: {len(records)} images decoded once at {h}x{w} "
+                                      f"({cache.megabytes:.0f} MB, {cache.path}), batched augmentation")
+    train_set = ImageDataset(records, build_transforms(h, w, train=True, **cfg.data.transforms))
+    loader, per_epoch = batch_loader(cfg, train_set)
+    return loader, per_epoch, f"files: decoded per image, {loader.num_workers} loader worker(s)"
+
+
+def train_attributes(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: Any = None,
+                     labels: Any = None, resume: bool = False, progress: Optional[bool] = None,
+                     **dotted) -> RunResult:
+    """Train :class:`reidlib.models.attributes.AttributeNet` (model ``attributes``) to classify
+    the attributes of ``records`` (see the module docstring). Returns a :class:`RunResult`
+    (``model``: the trained network, eval mode; ``checkpoint``: ``model.pt``).
+
+    ``records``: the training images (default: the training split of ``dataset`` / ``cfg.data``).
+    ``labels``: ``int [N, A]`` class indices, one column per head of the model in its order (-1 =
+    unknown); default :func:`reidlib.data.attributes.attribute_labels` from the ``identities.json``
+    of the folder ``dataset`` (when it is a path) or ``cfg.data.root``.
+    ``**dotted``: config overrides, e.g. ``**{"optim.max_iters": 6}``.
+    """
+    from reidlib.data.attributes import attribute_labels
+    from reidlib.models.attributes import AttributeNet
+    from reidlib.models.registry import constructor_kwargs
+
+    t0 = time.perf_counter()
+    if cfg is None and "model.name" not in dotted:
+        dotted["model.name"] = ATTRIBUTES_MODEL
+    cfg = start_run(cfg, resume, **dotted)
+    if cfg.model.name != ATTRIBUTES_MODEL:
+        raise ConfigError(f"train_attributes needs model.name {ATTRIBUTES_MODEL!r}, got {cfg.model.name!r}")
+    kwargs = constructor_kwargs(ATTRIBUTES_MODEL, cfg.model.backbone, cfg.model.weights, cfg.model.last_stride,
+                                cfg.model.kwargs)
+    model = AttributeNet(**kwargs)
+    if records is None:
+        records = dataset_of(cfg, dataset).train
+    records = list(records)
+    if not records:
+        raise ConfigError("records: no training images")
+    if labels is None:
+        root = dataset if isinstance(dataset, (str, os.PathLike)) else cfg.data.root
+        labels = attribute_labels(records, root, names=list(model.heads))
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)          # [N, A]
+    if tuple(labels.shape) != (len(records), len(model.heads)):
+        raise ConfigError(f"labels: expected [N={len(records)}, A={len(model.heads)}] (one column per head "
+                          f"{list(model.heads)}), got {tuple(labels.shape)}")
+    too_big = [n for a, (n, k) in enumerate(model.heads.items()) if int(labels[:, a].max()) >= k]
+    if too_big:
+        raise ConfigError(f"labels: class indices beyond the heads' classes for {too_big} ({model.heads})")
+
+    loader, per_epoch, data_path = attribute_loader(cfg, records)
+    counts = {n: np.bincount(labels[:, a][labels[:, a] >= 0].numpy(), minlength=k).tolist()
+              for a, (n, k) in enumerate(model.heads.items())}
+    meta = model_meta(ATTRIBUTES_MODEL, kwargs, heads=dict(model.heads), label_counts=counts,
+                      image_size=[cfg.data.height, cfg.data.width], train_images=len(records),
+                      data_path=data_path)
+    trainer = make_trainer(cfg, model, AttributeStep(labels, model.heads), loader, per_epoch, meta, progress,
+                           desc="train attributes")
+    trainer.fit(resume=resume)
+    return finish_run(cfg, trainer, meta, t0)
+
+
 def run_training(cfg: Any = None, *, resume: bool = False, progress: Optional[bool] = None, **dotted) -> RunResult:
     """Dispatch on the task of ``cfg.model.name`` (:data:`reidlib.models.registry.MODELS`)."""
     from reidlib.models.registry import MODELS
 
     cfg = as_config(cfg, **dotted)
-    task = {"reid": train_reid, "span": train_span, "foreground": train_foreground}[MODELS[cfg.model.name].task]
+    task = {"reid": train_reid, "span": train_span, "foreground": train_foreground,
+            "attributes": train_attributes}[MODELS[cfg.model.name].task]
     return task(cfg, resume=resume, progress=progress)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from reidlib.metrics.cpdm import cpdm_distance
 from reidlib.metrics.pairwise import euclidean_distance
+from reidlib.models.output import triplet_features
 
 __all__ = ["CrossEntropyLabelSmooth", "batch_hard_triplet_loss", "hard_example_mining", "ReIDCriterion",
            "TRIPLET_MODES", "ID_REDUCTIONS"]
@@ -115,7 +116,9 @@ class ReIDCriterion(nn.Module):
       ``id_reduction="mean"`` (default) the heads are averaged, so ``id_weight`` means the same for
       1 or L heads; ``"sum"`` adds them, which is MUSP eq. (12) literally (``sum_l``, batch mean).
       Skipped (0) when ``logits`` is ``None``.
-    * **triplet** (batch-hard, margin ``margin``; on the pre-BNNeck ``out["feats"] [B, P, d]``):
+    * **triplet** (batch-hard, margin ``margin``; on the pre-BNNeck ``out["feats"] [B, P, d]``, or
+      on the vectors the model names in ``out["triplet_vectors"]``: SPAN's ``cat_norm="block"``
+      names ``"post_bn_l2"``, its ranked vectors, see :func:`reidlib.models.output.triplet_features`):
 
       - ``"concat"``: Euclidean distance of the flattened ``[B, P*d]`` features;
       - ``"per_part"``: sum over the P parts of a batch-hard loss per part (MUSP eq. 13, which
@@ -163,7 +166,7 @@ class ReIDCriterion(nn.Module):
         return per_head.mean() if self.id_reduction == "mean" else per_head.sum()
 
     def triplet_loss(self, out: dict, pids: torch.Tensor) -> torch.Tensor:
-        feats = out["feats"]                                                     # [B, P, d]
+        feats = triplet_features(out)                    # [B, P, d]: out["feats"] unless the model says
         sq = bool(self.distance_kwargs.get("squared", False))
         m = self.margin
         if self.triplet_on == "concat":

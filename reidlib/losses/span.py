@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from reidlib.data.views import VIEW5_LABEL
 
-__all__ = ["mask_reconstruction_loss", "area_constraint_loss", "spatial_diversity_loss", "span_step1_loss",
+__all__ = ["SUPERVISION", "true_part_mask_loss", "mask_reconstruction_loss", "area_constraint_loss", "spatial_diversity_loss", "span_step1_loss",
            "max_area_table", "DEFAULT_MARGINS", "PAIRS"]
 
 #: the view index pairs P of eq. (3): (front, rear), (front, side), (rear, side)
@@ -34,6 +34,10 @@ _PAIR_NAMES = {"FR": (0, 1), "FS": (0, 2), "RS": (1, 2)}
 AREA_MODES = ("paper", "code")
 #: eq. (2) over the three parts: summed (as written) or averaged (the public code)
 AREA_REDUCTIONS = ("sum", "mean")
+#: how SPAN step 1 is supervised: "weak" (eq. 6: the foreground and the image-level view label, the
+#: paper's) or "true_parts" (SynthVeRi's true part masks, per pixel: our ground-truth row, the
+#: upper bound of the part-feature design on this data; not in the paper)
+SUPERVISION = ("weak", "true_parts")
 
 #: foreground area (in mask-pixel units) below which ||V||_1 is floored in eq. (2)
 _FG_FLOOR = 1.0
@@ -226,3 +230,18 @@ def span_step1_loss(masks: torch.Tensor, fg: torch.Tensor, view_vec: torch.Tenso
         total = total + lambda_div * t
         terms["div"] = t.detach()
     return total, terms
+
+
+def true_part_mask_loss(masks: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+    """Per-pixel binary cross-entropy of ``masks [B, 3, h, w]`` against SynthVeRi's true part masks
+    as SPAN defines its masks (``target [B, 3, h, w]``, :func:`reidlib.data.masks.span_target`),
+    over the pixels that are not "don't care" (``ignore [B, 1, h, w]`` = 1 there).
+
+    Not in the paper (our addition): SPAN learns its masks from image-level view labels (eq. 6);
+    a mask network trained on the true masks instead gives the part-feature model (Sec. 3.2) and
+    CPDM (eqs. 4-5) masks as good as a network can make them, so its row separates "the idea
+    fails on this data" from "our step 1 did not learn the masks"."""
+    _check_masks(masks)
+    keep = (1.0 - ignore).expand_as(masks)                                          # [B, 3, h, w]
+    bce = torch.nn.functional.binary_cross_entropy(masks.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+    return (bce * keep).sum() / keep.sum().clamp_min(1.0)

@@ -15,6 +15,18 @@ name                          distance
 ``"cpdm_musp_code"``          MUSP's public code (see :func:`build_distance`)
 ============================  ===============================================================
 
+Sub-feature views (:data:`VIEWS`), ``"<name>:<view>"`` for a name that needs no area ratios
+(``euclidean``, ``sqeuclidean``, ``cosine``): the same distance on some of the vectors of a
+``[N, P, d]`` feature set, so that one trained model gives several rankings (SPAN Table 2's
+"global-only" and "parts-only" rows from the "w/ Cat" / "w/ CPDM" models, no new training):
+
+============================  ===============================================================
+``"euclidean:blocks"``        Euclidean on every block, each L2-normalised, concatenated
+``"euclidean:global"``        Euclidean on block 0 only (the global feature), as it is
+``"euclidean:parts"``         Euclidean on blocks 1..P-1 (SPAN: front, rear, side; MUSP: the
+                              kept parts), each L2-normalised, concatenated
+============================  ===============================================================
+
 The plain formulas live in :mod:`reidlib.metrics.pairwise`, CPDM in :mod:`reidlib.metrics.cpdm`; this
 module only says, per name, which options it takes, how the gallery operand is prepared once and
 how a chunk of queries is applied to it. Every distance is computed in float32 (float64 for
@@ -38,8 +50,8 @@ from reidlib.metrics.pairwise import (METRICS, ArrayLike, CosineOperand, Euclide
                                       as_tensor, check_chunk_size, compute_dtype, cosine_against,
                                       euclidean_against, expansion_distance, is_torch, to_numpy)
 
-__all__ = ["DISTANCES", "OPTIONS", "DistanceSpec", "Option", "Distance", "build_distance",
-           "distance_rows", "num_rows", "slice_rows", "concat_rows", "to_device"]
+__all__ = ["DISTANCES", "VIEWS", "OPTIONS", "DistanceSpec", "FeatureView", "Option", "Distance",
+           "build_distance", "distance_names", "distance_rows", "num_rows", "slice_rows", "concat_rows", "to_device"]
 
 FeatTuple = Tuple[ArrayLike, Optional[ArrayLike]]
 
@@ -183,6 +195,73 @@ DISTANCES: Mapping[str, DistanceSpec] = MappingProxyType({s.name: s for s in _SP
 
 
 # --------------------------------------------------------------------------------------------
+# sub-feature views: "<name>:<view>"
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureView:
+    """Which vectors of a ``[N, P, d]`` feature set a ``"<name>:<view>"`` distance ranks:
+    ``select(feats) -> [N, P', d]`` (a torch tensor in the compute dtype), applied to the query
+    and the gallery features alike before the named distance."""
+
+    name: str
+    summary: str
+    select: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _blocks(f: torch.Tensor, name: str) -> torch.Tensor:
+    if f.dim() != 3:
+        raise ValueError(f"distance {name!r} needs feats [N, P, d], got shape {tuple(f.shape)}")
+    return f
+
+
+def _global_block(f: torch.Tensor) -> torch.Tensor:
+    return _blocks(f, "<name>:global")[:, :1]                       # [N, 1, d], as it is
+
+
+def _part_blocks(f: torch.Tensor) -> torch.Tensor:
+    _parts(f, "<name>:parts")
+    return _l2n(f[:, 1:])                                            # [N, P-1, d], unit blocks
+
+
+def _all_blocks(f: torch.Tensor) -> torch.Tensor:
+    return _l2n(_blocks(f, "<name>:blocks"))                         # [N, P, d], unit blocks
+
+
+_VIEWS = (
+    FeatureView("blocks", "every block, each L2-normalised, concatenated (SPAN Table 2's 'w/ Cat' ranking "
+                "of a model trained otherwise: the same features as CPDM, another metric)", _all_blocks),
+    FeatureView("global", "block 0 only (the global feature), as it is (SPAN Table 2 'global-only')",
+                _global_block),
+    FeatureView("parts", "blocks 1..P-1 (the parts), each L2-normalised, concatenated (SPAN Table 2 "
+                "'parts-only')", _part_blocks),
+)
+
+#: view -> :class:`FeatureView` of the ``"<name>:<view>"`` distances
+VIEWS: Mapping[str, FeatureView] = MappingProxyType({v.name: v for v in _VIEWS})
+
+
+def distance_names() -> list:
+    """Every name :func:`build_distance` accepts: :data:`DISTANCES`, then ``"<name>:<view>"`` for
+    each name that needs no area ratios and each of :data:`VIEWS`."""
+    return list(DISTANCES) + [f"{n}:{v}" for n, s in DISTANCES.items() if not s.needs_area_ratios
+                              for v in VIEWS]
+
+
+def _lookup(name) -> Tuple[Optional[DistanceSpec], Optional[FeatureView]]:
+    """``(spec, view)`` of a distance name (``view`` None for a plain name); ``(None, None)`` when
+    the name is unknown."""
+    if not isinstance(name, str):
+        return None, None
+    if name in DISTANCES:
+        return DISTANCES[name], None
+    base, sep, view = name.partition(":")
+    spec = DISTANCES.get(base)
+    if not sep or spec is None or view not in VIEWS or spec.needs_area_ratios:
+        return None, None
+    return spec, VIEWS[view]
+
+
+# --------------------------------------------------------------------------------------------
 # Distance
 # --------------------------------------------------------------------------------------------
 def _unpack(x, name: str):
@@ -214,15 +293,18 @@ class Distance:
     """
 
     def __init__(self, name: str, *, cache: bool = True, **options):
-        spec = DISTANCES.get(name) if isinstance(name, str) else None
+        spec, view = _lookup(name)
         if spec is None:
-            raise ConfigError(f"unknown distance {name!r}; choose one of {list(DISTANCES)}")
+            raise ConfigError(f"unknown distance {name!r}; choose one of {list(DISTANCES)}, or '<name>:<view>' "
+                              f"with a name that needs no area ratios and a view of {list(VIEWS)} "
+                              "(e.g. 'euclidean:global', 'euclidean:parts')")
         bad = sorted(set(options) - set(spec.options))
         if bad:
             raise ConfigError(f"unknown option(s) {bad} for distance {name!r}; allowed: "
                               f"{sorted(spec.options) + ['cache']}")
         self.name = name
         self.spec = spec
+        self.view = view                      # a FeatureView for "<name>:<view>", else None
         self.kwargs = dict(options)
         self.options = {k: OPTIONS[k].check(k, options[k]) if k in options else OPTIONS[k].default
                         for k in spec.options}
@@ -247,6 +329,8 @@ class Distance:
 
     def _prepare(self, g0, g1):
         fb = as_tensor(g0)
+        if self.view is not None:
+            fb = self.view.select(fb)
         rb = self._area_ratios(g1)
         if rb is not None and self.spec.needs_area_ratios:
             rb = as_tensor(rb, like=fb)
@@ -267,6 +351,8 @@ class Distance:
         g0, g1 = _unpack(g, self.name)
         side = self._side_for(g0, g1)
         q1 = self._area_ratios(q1)
+        if self.view is not None:
+            q0 = self.view.select(as_tensor(q0))
         return self.spec.apply(q0, q1, side, self.options, self._scratch if self.cache else None)
 
 
@@ -275,7 +361,20 @@ def build_distance(name: str, **options) -> Distance:
 
     ``q`` and ``g`` are tuples ``(feats [N, P, d], area_ratios [N, P] or None)`` (numpy or torch),
     exactly what ``reidlib.metrics.evaluate_features(..., distance=dist)`` passes. Names: the keys
-    of :data:`DISTANCES` (see the module docstring).
+    of :data:`DISTANCES` and the sub-feature views ``"<name>:<view>"`` (:func:`distance_names`;
+    see the module docstring).
+
+    ``"euclidean:global"`` / ``"euclidean:parts"`` rank one trained model on some of its vectors
+    (SPAN Table 2's "global-only" and "parts-only" rows, from the "w/ Cat" / "w/ CPDM" models):
+    with ``f = [f_0, f_1, .., f_{P-1}]`` the ranked vectors (``eval.features``)::
+
+        euclidean:global   D = ||f_a,0 - f_b,0||_2                                (as it is)
+        euclidean:parts    D = sqrt( sum_{i=1}^{P-1} ||f^_a,i - f^_b,i||^2 ),   f^_i = f_i / ||f_i||_2
+
+    The parts are normalised block by block so that no part dominates through its norm and the
+    parts-only row compares like with like (SPAN Sec. 3.3 on absent parts; see
+    :mod:`reidlib.models.part_features`). The global block is not normalised: with
+    ``eval.features="post_bn_l2"`` (or a ``cat_norm="block"`` model) it already is.
 
     ``"cpdm_musp_code"`` implements the distance of MUSP's public code (``train_xent_tri.py``,
     ``vehiclereid/models/resnet.py``)::

@@ -20,6 +20,9 @@ from .output import make_output
 
 #: run defaults (see :mod:`reidlib.models.registry`): Luo et al.'s strong baseline ("bag of tricks"),
 #: 120 epochs, learning rate / 10 at epochs 40 and 70, 10 warm-up epochs; triplet on the global feature
+#: the features its public code ranks at test time (``eval.features``; the ``paper`` profile
+#: ranks each model so): Luo et al.'s strong-baseline code ranks the BNNeck's output, L2-normalised
+PUBLIC_CODE_FEATURES = "post_bn_l2"
 DEFAULT_RUN = {"optim.unit": "epoch", "optim.max_iters": 120, "optim.milestones": [40, 70],
                "optim.warmup_iters": 10, "loss.triplet_on": "global"}
 
@@ -42,6 +45,10 @@ class StrongBaseline(nn.Module):
 
     distance = "euclidean"
     num_parts = 1
+    #: vectors ranked at test time when ``eval.features`` is "" (:mod:`reidlib.models.output`):
+    #: ``bn_feats`` un-normalised (SPAN's text); Luo et al.'s code ranks them L2-normalised,
+    #: ``eval.features="post_bn_l2"``
+    eval_features = "post_bn"
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", weights: Optional[str | os.PathLike] = None,
                  last_stride: Literal[1, 2] = 1, neck_dim: Optional[int] = None):

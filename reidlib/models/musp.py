@@ -33,6 +33,10 @@ Paper text vs. the public code (``vehiclereid/models/resnet.py``, ``train_xent_t
   per-image factor, which cancels in eq. (9) when the global weight is handled separately.
 * ``distance``: ``"cpdm_musp"`` (paper: Euclidean, global weight 1/(n-1)) or ``"cpdm_musp_code"``
   (public code: L2-normalised features, squared Euclidean); see :func:`reidlib.metrics.distance.build_distance`.
+* ranked vectors (``eval.features``, not a model option): the default ranks the post-BNNeck
+  ``bn_feats`` (``"post_bn"``, as every model); the public code ranks the global and part vectors
+  L2-normalised *before* their BNNeck, ``eval.features="pre_bn_l2"`` (with ``"cpdm_musp_code"``
+  that is the code's test-time ranking); see :mod:`reidlib.models.output`.
 * ESE width: the paper says the ESE input is 2,048-d, which is not ``c (n-1)`` for ResNet-50's
   ``c = 2048`` (it would be 8,192 for n = 5). We follow eqs. (6)-(8): ``r = c (n-1)``
   (``c n`` with ``ese_over_all``). Hidden width 128 as in the paper.
@@ -74,6 +78,9 @@ __all__ = ["MUSP", "ExtendedSE", "soft_partition_pool"]
 #: epochs 30 and 60, 10 warm-up epochs from 3.5e-5, label smoothing; the ID losses of the n heads
 #: summed (eq. 12) and the triplet losses of the n features summed (eq. 13), ID : triplet = 1 : 1
 #: whatever n (as in the public code, ``train_xent_tri.py``)
+#: the features its public code ranks at test time (``eval.features``; the ``paper`` profile
+#: ranks each model so): MUSP's public code ranks the part and global vectors L2-normalised before their BNNeck
+PUBLIC_CODE_FEATURES = "pre_bn_l2"
 DEFAULT_RUN = {"data.p": 16, "data.k": 4, "optim.unit": "epoch", "optim.max_iters": 90,
                "optim.milestones": [30, 60], "optim.warmup_iters": 10, "optim.warmup_factor": 0.1,
                "loss.triplet_on": "per_part", "loss.id_reduction": "sum"}
@@ -183,6 +190,7 @@ class MUSP(nn.Module):
         self.div_weight = float(div_weight)
         self.div_reduction = div_reduction
         self.distance = distance
+        self.eval_features = "post_bn"           # ranked when eval.features is "" (see the module docstring)
         self.feat_dim = c
         self.num_classes = int(num_classes)
 

@@ -19,6 +19,32 @@ Aggregation:
   small (our documented choice).
 * ``"fc"`` (Table 2's "w/ FC", the embedding of [35, 43, 11]): an FC layer maps the concatenated
   ``[B, 4d]`` to one ``d``-vector; ``feats [B, 1, d]``, ``logits [B, 1, C]``, Euclidean distance.
+
+The ranked "w/ Cat" feature (``cat_norm``, our documented choice; the paper does not say). SPAN
+Sec. 3.3 motivates CPDM (eqs. 4-5) by what plain Euclidean on the concatenation does: every part
+contributes whether or not it is visible. On the post-BNNeck, un-normalised concatenation we
+measured more: the three part blocks (3 of the 4 blocks, each BN-scaled to a norm of about
+``sqrt(d)``) dominate the distance, and an absent part (mask ~ 0, so a near-zero input to its
+branch) gives a near-constant feature that still adds its share. Also, the triplet loss of the Cat model
+(``loss.triplet_on="concat"``) is computed on the pre-BN concatenation, while ranking uses the
+post-BN one, so training and test rank different vectors.
+
+* ``cat_norm="none"`` (default; every existing run): the model ranks ``bn_feats`` as they are
+  (``model.eval_features = "post_bn"``) and the triplet loss sees the pre-BN ``feats``, exactly as
+  before the option existed.
+* ``cat_norm="block"``: the ranked feature is each of the four post-BN blocks (global, front,
+  rear, side) L2-normalised, then concatenated, so every block weighs the same in the Euclidean
+  distance, ``||a - b||^2 = sum_i ||a^_i - b^_i||^2`` of unit vectors
+  (``model.eval_features = "post_bn_l2"``, see :mod:`reidlib.models.output`), and the triplet loss
+  is computed on those same vectors (``out["triplet_vectors"] = "post_bn_l2"``), whatever
+  ``loss.triplet_on`` (``"concat"``: Euclidean on the block-normalised concatenation, the ranked
+  "w/ Cat" distance; ``"cpdm"``: CPDM on the normalised blocks). Any distance then ranks the
+  normalised blocks (CPDM too), unless ``eval.features`` overrides it. Only for
+  ``aggregation="concat"``.
+
+Table 2's "global-only" and "parts-only" rows of a trained concat model need no new training:
+rank it with ``distance="euclidean:global"`` (block 0) or ``"euclidean:parts"`` (blocks 1-3,
+each L2-normalised, concatenated); see :func:`reidlib.metrics.distance.build_distance`.
 """
 from __future__ import annotations
 
@@ -35,11 +61,19 @@ from .heads import BNNeck, weights_init_kaiming
 from .output import make_output
 
 BRANCHES = ("global", "front", "rear", "side")
+#: ``cat_norm`` choices (see the module docstring)
+CAT_NORMS = ("none", "block")
+#: cat_norm -> (vectors ranked by default, vectors of the triplet loss), names of
+#: :data:`reidlib.models.output.VECTORS`
+_CAT_VECTORS = {"none": ("post_bn", "pre_bn"), "block": ("post_bn_l2", "post_bn_l2")}
 
 
 #: run defaults (see :mod:`reidlib.models.registry`), SPAN Sec. 4.2: P = 8 identities x K = 4 images,
 #: 30,000 iterations, 1024-d part features, triplet loss on the CPDM distance (eq. 7). The optimiser
 #: and its schedule are not stated in the paper: ours (bag-of-tricks Adam, / 10 at 40% and 80%).
+#: the features its public code ranks at test time (``eval.features``; the ``paper`` profile
+#: ranks each model so): SPAN publishes no re-ID code; its text ranks the part features (after the BNNeck, Sec. 4.2)
+PUBLIC_CODE_FEATURES = "post_bn"
 DEFAULT_RUN = {"data.p": 8, "data.k": 4, "optim.unit": "iter", "optim.max_iters": 30000,
                "optim.milestones": [12000, 24000], "optim.warmup_iters": 2000,
                "model.kwargs": {"dim": 1024}, "loss.triplet_on": "cpdm"}
@@ -62,6 +96,10 @@ class SPANReID(nn.Module):
             ``"euclidean"`` for ``aggregation="fc"``. Callers may override ``model.distance``.
         span_input_size: optional ``(H, W)`` the images are resized to before SPAN (e.g. the public
             code's 192x192), if the re-ID input size differs from SPAN's training size.
+        cat_norm: ``"none"`` (default, unchanged behaviour) or ``"block"``: the ranked feature is
+            the four post-BN blocks each L2-normalised, then concatenated, and the triplet loss
+            sees that same feature (SPAN Sec. 3.3, eqs. 4-5; Table 2 "w/ Cat"; see the module
+            docstring). ``"concat"`` aggregation only.
 
     ``forward(x[B,3,H,W], masks=None)`` returns the :mod:`reidlib.models.output` dict with
     ``area_ratios = reidlib.metrics.cpdm.area_ratios(masks)`` (``[B, 4]``; ``None`` for "fc") and
@@ -71,11 +109,20 @@ class SPANReID(nn.Module):
     def __init__(self, num_classes: int, backbone: str = "resnet50", weights: Optional[str | os.PathLike] = None,
                  last_stride: Literal[1, 2] = 1, dim: int = 512, aggregation: Literal["concat", "fc"] = "concat",
                  span: Optional[nn.Module] = None, distance: Literal["cpdm", "euclidean"] = "cpdm",
-                 span_input_size: Optional[tuple[int, int]] = None):
+                 span_input_size: Optional[tuple[int, int]] = None, cat_norm: Literal["none", "block"] = "none"):
         super().__init__()
         if aggregation not in ("concat", "fc"):
             raise ValueError(f"aggregation must be 'concat' or 'fc', got {aggregation!r}")
+        if cat_norm not in CAT_NORMS:
+            raise ValueError(f"cat_norm must be one of {CAT_NORMS}, got {cat_norm!r}")
+        if cat_norm != "none" and aggregation != "concat":
+            raise ValueError(f"cat_norm={cat_norm!r} normalises the four concatenated blocks; it needs "
+                             f"aggregation='concat', got {aggregation!r}")
         self.aggregation = aggregation
+        self.cat_norm = cat_norm
+        #: the vectors ranked at test time unless ``eval.features`` says otherwise, and the vectors
+        #: the triplet loss sees (:mod:`reidlib.models.output`); see the module docstring
+        self.eval_features, self.triplet_vectors = _CAT_VECTORS[cat_norm]
         self.dim = int(dim)
         self.span_input_size = None if span_input_size is None else tuple(int(s) for s in span_input_size)
         stage1, layer4 = split_resnet(backbone, weights, last_stride)
@@ -143,4 +190,5 @@ class SPANReID(nn.Module):
             feat, bn_feat = fused.unsqueeze(1), bn.unsqueeze(1)           # [B, 1, d]
             logits = None if lg is None else lg.unsqueeze(1)              # [B, 1, C]
             ratios = None
-        return make_output(feat, bn_feat, logits, area_ratios=ratios, maps=masks)
+        return make_output(feat, bn_feat, logits, area_ratios=ratios, maps=masks,
+                           triplet_vectors=self.triplet_vectors)

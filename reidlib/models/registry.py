@@ -2,8 +2,9 @@
 and timm's per-model default configs.
 
 Each entry names the class and the *task* that trains it (``reid``: an ID + triplet re-ID model;
-``span``: SPAN's mask network, step 1; ``foreground``: the foreground network). Two things live
-beside each model, in its own module:
+``span``: SPAN's mask network, step 1; ``foreground``: the foreground network; ``attributes``: the
+generic stand-in for ImageNet pretraining, attribute classification, :mod:`reidlib.models.attributes`).
+Two things live beside each model, in its own module:
 
 * its **options**: the keyword arguments of its constructor, typed by the constructor's
   annotations (``Literal[...]`` for choices) and defaulted by its signature. A run configuration
@@ -34,7 +35,7 @@ __all__ = ["ModelSpec", "MODELS", "REID_MODELS", "available_models", "model_clas
 class ModelSpec:
     name: str
     target: str   #: ``module:Class``
-    task: str     #: ``reid`` | ``span`` | ``foreground``
+    task: str     #: ``reid`` | ``span`` | ``foreground`` | ``attributes``
     #: constructor arguments filled from the run configuration, not options
     structural: tuple = ("backbone", "weights", "last_stride")
     #: built on a trained SPAN (step 1, eq. 6) passed to its constructor as ``span``: SPAN's part
@@ -49,6 +50,7 @@ MODELS: dict[str, ModelSpec] = {
     "span-masks": ModelSpec("span-masks", "reidlib.models.span:SPAN", "span", ("backbone", "weights")),
     "foreground": ModelSpec("foreground", "reidlib.models.foreground:ForegroundNet", "foreground",
                             ("backbone", "weights")),
+    "attributes": ModelSpec("attributes", "reidlib.models.attributes:AttributeNet", "attributes"),
 }
 REID_MODELS = tuple(n for n, s in MODELS.items() if s.task == "reid")
 #: constructor arguments that are never options (given by the task, or objects)

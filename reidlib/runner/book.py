@@ -91,6 +91,10 @@ def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
                                                                          f"{rec.get('name')}.json`"]) + ".\n:::")
 
 
+#: pages that read data or other pages' results and train no model
+PAGES_THAT_TRAIN_NOTHING = ("synthveri", "summary")
+
+
 def rerun_box(rec: dict) -> str:
     """How to re-run the page: the exact commands for each profile and for one's own data, with the
     measured time of the committed run (the GPU time is stated as not measured until a GPU run exists)."""
@@ -110,8 +114,10 @@ def rerun_box(rec: dict) -> str:
             f"    -p init=/data/resnet50.pth \\\n"
             f"    -p span_init=/data/resnet34.pth\n"
             f"```\n\n"
-            f"The committed run ({profile}) took **{minutes:.1f} min** on {where}, its trained models "
-            f"included unless the run cache already held them (a page reuses the models of earlier pages). "
+            f"The committed run ({profile}) took **{minutes:.1f} min** on {where}"
+            + (" (this page trains nothing). " if name in PAGES_THAT_TRAIN_NOTHING else
+               ", its trained models included unless the run cache already held them (a page reuses the "
+               "models of earlier pages). ") +
             f"GPU time: not measured yet (no page has run on a GPU). Results land in "
             f"`results/<profile>/{name}.json` and `results/<profile>/{name}/`; `make book` builds the "
             f"book from the most complete profile present. Own data: see *Use your own data*.\n:::")

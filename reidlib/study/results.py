@@ -15,9 +15,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["Results", "METRICS", "strip"]
+__all__ = ["Results", "METRICS", "VAL_CURVE_FILE", "strip"]
 
 METRICS = ("R1", "R5", "mAP", "mINP")
+#: a re-ID run's validation curve (:meth:`reidlib.study.Study.validation_curve`), beside its model
+VAL_CURVE_FILE = "val_curve.csv"
 
 
 @dataclass
@@ -47,6 +49,24 @@ class Results:
 
         return {row: read_log(Path(per_seed[0]["run_dir"]) / "log.jsonl")
                 for row, per_seed in self.runs.items() if per_seed and per_seed[0].get("run_dir")}
+
+    def validation(self) -> dict:
+        """``{row: [validation curve per seed]}`` (:meth:`reidlib.study.Study.validation_curve`'s
+        ``val_curve.csv`` beside each run; None for a run without one)."""
+        out = {}
+        for row, per_seed in self.runs.items():
+            curves = []
+            for r in per_seed:
+                path = Path(r["run_dir"]) / VAL_CURVE_FILE if r.get("run_dir") else None
+                curves.append(pd.read_csv(path) if path is not None and path.is_file() else None)
+            out[row] = curves
+        return out
+
+    def plateau(self):
+        """:func:`reidlib.claims.plateau.plateau_table` of :meth:`validation`."""
+        from reidlib.claims.plateau import plateau_table
+
+        return plateau_table(self.validation())
 
     def table(self, resamples: int = 2000, bootstrap_seed: int = 0) -> pd.DataFrame:
         """One row per variant: R1 / R5 / mAP / mINP in percent (mean over seeds; with several

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from reidlib.study.profiles import Profile, get_profile
-from reidlib.study.results import METRICS, Results
+from reidlib.study.results import METRICS, VAL_CURVE_FILE, Results
 from reidlib.study.variants import Variant
 
 __all__ = ["Study", "dataset_path", "dataset_root", "synth_preset"]
@@ -52,6 +52,11 @@ def _hash(obj: Any) -> str:
 
 #: what a finished run folder holds (:func:`run_complete`); ``model.pt`` is written last
 LOG_FILE, CONFIG_FILE = "log.jsonl", "config.yaml"
+
+
+#: the schedule settings a profile sets for every run unless each model keeps its own recipe
+#: (:attr:`reidlib.study.profiles.Profile.own_recipes`)
+_SCHEDULE_KEYS = ("optim.unit", "optim.max_iters", "optim.milestones", "optim.warmup_iters")
 
 
 def run_complete(out: str | os.PathLike) -> bool:
@@ -253,9 +258,17 @@ class Study:
         from reidlib.models.registry import MODELS
 
         c = self._base(model, seed, self.prof.reid_iters)
-        c.update({"model.backbone": self.prof.reid_backbone, "model.last_stride": 1,
-                  "model.weights": self.backbone_weights(self.prof.reid_backbone),
-                  "optim.lr": self.prof.lr, "data.p": self.prof.batch_p, "data.k": self.prof.batch_k,
+        recipe = {"model.backbone": self.prof.reid_backbone, "model.last_stride": 1,
+                  "optim.lr": self.prof.lr, "data.p": self.prof.batch_p, "data.k": self.prof.batch_k}
+        if self.prof.own_recipes:            # the model's own DEFAULT_RUN decides its schedule and batch
+            for key in (*_SCHEDULE_KEYS, "optim.lr", "data.p", "data.k"):
+                c.pop(key, None)
+                recipe.pop(key, None)
+        c.update({"data.val_ids": self.prof.val_ids,
+                  # the validation curve's points (neutral: the checkpoints are not in the cache key)
+                  "train.checkpoint_every": max(1, -(-self.prof.reid_iters // self.prof.val_points)),
+                  "train.keep_last": self.prof.val_points})
+        c.update({**recipe, "model.weights": self.backbone_weights(self.prof.reid_backbone),
                   "eval.batch_size": self.prof.eval_batch})
         if MODELS[model].needs_span:        # SPAN's part features: their size, SPAN's own input size
             c["model.kwargs"] = {"dim": self.prof.feat_dim}
@@ -272,6 +285,9 @@ class Study:
                   "span.per_view": self.prof.span_per_view, "data.batch_size": self.prof.span_batch,
                   "span.fg_source": self.prof.fg_source,
                   "optim.lr": 1e-3, "optim.milestones": []})
+        if self.prof.own_recipes:            # SPAN's public code: its DEFAULT_RUN (Adam 1e-4, 10 epochs, no warm-up)
+            for key in (*_SCHEDULE_KEYS, "optim.lr"):
+                c.pop(key)
         return self.config("span-masks", c, overrides)
 
     def foreground_config(self, seed: int, **overrides):
@@ -281,6 +297,9 @@ class Study:
                   "model.weights": self.backbone_weights(self.prof.span_backbone),
                   "data.batch_size": self.prof.span_batch, "foreground.source": "grabcut",
                   "optim.lr": 1e-3, "optim.milestones": []})
+        if self.prof.own_recipes:
+            for key in (*_SCHEDULE_KEYS, "optim.lr"):
+                c.pop(key)
         return self.config("foreground", c, overrides)
 
     # ---------------------------------------------------------------- initialisation
@@ -389,26 +408,30 @@ class Study:
         return dataclasses.replace(ds, train=images) if dataclasses.is_dataclass(ds) else _Split(ds, images)
 
     def pretrain_config(self, backbone: str):
-        """The stand-in's run: ``backbone`` trained as the strong baseline (ID + triplet) on
-        :meth:`pretraining_dataset` for ``pretrain_iters`` iterations, with the first training seed."""
+        """The stand-in's run: ``backbone`` trained to classify SynthVeRi's attributes (body type,
+        colour, grille, lights, view: :class:`reidlib.models.attributes.AttributeNet`) on
+        :meth:`pretraining_dataset`, for ``pretrain_iters`` iterations with the first training seed:
+        a generic task, as ImageNet classification is, and none of the compared models' (they
+        learn identities)."""
         iters = self.prof.pretrain_iters
         root = dataset_path(self.prof, self.pretrain_seed, self.data_dir)
-        c = self._base("baseline", self.seeds[0], iters, root=root)
+        c = self._base("attributes", self.seeds[0], iters, root=root)
         c.update({"model.backbone": backbone, "model.last_stride": 1, "model.weights": None,
-                  "optim.lr": self.prof.lr, "data.p": self.prof.batch_p, "data.k": self.prof.batch_k})
-        return self.config("baseline", c)
+                  "optim.lr": self.prof.lr, "data.batch_size": self.prof.batch_p * self.prof.batch_k})
+        return self.config("attributes", c)
 
     def pretrained_backbone(self, backbone: str):
         """``(path of a torchvision-format state dict, info)``: the stand-in (:meth:`pretrain_config`),
         cached like every run. Every model of a ``standin`` study starts from it, as the papers'
         start from ImageNet."""
-        from reidlib.engine.training import train_reid
+        from reidlib.engine.attributes import train_attributes
         from reidlib.models.backbones import trunk_to_torchvision
         from reidlib.utils.io import atomic_path
 
         cfg = self.pretrain_config(backbone)
         model, info = self.cached("pretrain", cfg,
-                                  lambda c, resume: train_reid(c, dataset=self.pretraining_dataset(), resume=resume),
+                                  lambda c, resume: train_attributes(c, dataset=self.pretraining_dataset(),
+                                                                     labels=self.pretraining_labels(), resume=resume),
                                   extra=self._pretrain_extra)
         path = Path(info["out_dir"]) / f"backbone-{backbone}.pth"
         if not path.is_file():
@@ -416,6 +439,22 @@ class Study:
             with atomic_path(path, suffix=".pth") as tmp:
                 torch.save(state, tmp)
         return path, info
+
+    def pretraining_labels(self):
+        """The attribute labels ``int [N, A]`` of :meth:`pretraining_dataset`'s images
+        (:func:`reidlib.data.attributes.attribute_labels`)."""
+        from reidlib.data.attributes import attribute_labels
+
+        root = dataset_path(self.prof, self.pretrain_seed, self.data_dir)
+        return attribute_labels(self.pretraining_dataset().train, root)
+
+    def standin_model(self):
+        """The stand-in's attribute network (trained, eval mode; :meth:`pretrained_backbone`)."""
+        from reidlib.engine.artifacts import load_model
+
+        _, info = self.pretrained_backbone(self.prof.span_backbone if self.span_init == "standin"
+                                           else self.prof.reid_backbone)
+        return load_model(Path(info["out_dir"]) / "model.pt")[0].eval()
 
     def _prepare(self, cfg) -> None:
         """What a run needs before it trains: its data generated, its stand-in weights pretrained."""
@@ -512,7 +551,56 @@ class Study:
         from reidlib.engine.training import train_reid
 
         cfg = self.reid_config(model, seed, **overrides)
-        return self.cached(model, cfg, lambda c, resume: train_reid(c, span=span, resume=resume), extra=span_key)
+
+        def train(c, resume):
+            res = train_reid(c, span=span, resume=resume)
+            self.validation_curve(res.out_dir, res.model, res.iterations)   # from the kept checkpoints, before they go
+            return res
+
+        return self.cached(model, cfg, train, extra=span_key)
+
+    # ---------------------------------------------------------------- validation
+    @property
+    def validation(self):
+        """The validation split (:func:`reidlib.data.validation.validation_split` of the training
+        identities, ``val_ids`` of the profile), or None when the profile holds none out."""
+        from reidlib.data.validation import validation_split
+
+        if not self.prof.val_ids:
+            return None
+        if getattr(self, "_validation", None) is None:
+            self._validation = validation_split(self.data.train, self.prof.val_ids)
+        return self._validation
+
+    def validation_curve(self, run_dir, final_model=None, final_iter: Optional[int] = None) -> Optional[pd.DataFrame]:
+        """Validation mAP / R1 (%) of a re-ID run at the iterations of its kept checkpoints
+        (``iter_*.pt``; the finished ``final_model`` at the last iteration), written once beside
+        the run as ``val_curve.csv`` and read from there afterwards. None without a validation
+        split or (for a run trained before curves were kept) without the file."""
+        from reidlib.engine.artifacts import load_model
+        from reidlib.engine.checkpoint import checkpoints_newest_first
+        from reidlib.utils.io import atomic_path
+
+        run_dir = Path(run_dir)
+        path = run_dir / VAL_CURVE_FILE
+        if path.is_file():
+            return pd.read_csv(path)
+        if self.validation is None or final_model is None:
+            return None
+        files = sorted((p for p in checkpoints_newest_first(run_dir) if p.name.startswith("iter_")),
+                       key=lambda p: int(p.stem.split("_")[1]))
+        models = [(int(p.stem.split("_")[1]), p) for p in files]
+        last = int(final_iter if final_iter is not None else self.prof.reid_iters)
+        rows = []
+        for it, src in models + ([] if any(it == last for it, _ in models) else [(last, None)]):
+            model = final_model if src is None or it == last else load_model(src)[0]
+            ev = self.evaluate(model.eval(), data=self.validation, features=False)
+            rows.append({"iteration": it, "val mAP": ev["mAP"], "val R1": ev["R1"],
+                         "val queries": ev.get("num_query")})
+        curve = pd.DataFrame(rows)
+        with atomic_path(path) as tmp:
+            curve.to_csv(tmp, index=False)
+        return curve
 
     def variant_runs(self, variant: Variant) -> list[tuple[Any, dict]]:
         """``[(trained model, info)]`` of ``variant``, one per training seed (``info["out_dir"]``: its
@@ -520,13 +608,17 @@ class Study:
         from reidlib.models.registry import MODELS
 
         runs = []
-        for seed in self.seeds:
+        for seed in self.variant_seeds(variant):
             span = key = None
             if MODELS[variant.model].needs_span:
                 span, info = self.span_model(seed, **variant.span)
                 key = Path(info["out_dir"]).name
             runs.append(self.reid_model(variant.model, seed, span=span, span_key=key, **variant.config))
         return runs
+
+    def variant_seeds(self, variant: Variant) -> list[int]:
+        """The training seeds of ``variant``: the study's, or its first ``variant.seeds``."""
+        return self.seeds if variant.seeds is None else self.seeds[:variant.seeds]
 
     def variant_models(self, variant: Variant) -> list:
         """The trained models of ``variant``, one per training seed."""
@@ -547,7 +639,6 @@ class Study:
         profile's re-ID architecture (initialised with :attr:`eval_seed`) and, with
         ``init="standin"``, the stand-in backbone's own features before any fine-tuning. (The best
         level any metric allows is 100.) Cached in ``<cache>/reference-levels-<hash>.json``."""
-        from reidlib.engine.artifacts import load_model
         from reidlib.models.registry import build_model
         from reidlib.utils.device import seed_everything
         from reidlib.utils.io import atomic_write_json
@@ -555,9 +646,10 @@ class Study:
         from reidlib.data.fingerprint import dataset_fingerprint
 
         own_data = dataset_fingerprint(self.root_path) if self.data_root else None   # a user's folder, by content
-        init = self.init if self.init in ("standin", "random") else self.run_inputs(
-            self.reid_config("baseline", self.seeds[0])).get("weights", self.init)
-        key = _hash([self.prof.to_dict(), self.data_seed, self.eval_seed, self.seeds, str(self.root_path),
+        from reidlib.data.fingerprint import weights_fingerprint
+
+        init = self.init if self.init in ("standin", "random") else weights_fingerprint(self.init)
+        key = _hash(["attribute stand-in", self.prof.to_dict(), self.data_seed, self.eval_seed, self.seeds, str(self.root_path),
                      own_data, init, self.dataset, self.test_size, self.trial_seed])
         path = self.cache / f"reference-levels-{key}.json"
         if path.is_file():
@@ -566,9 +658,10 @@ class Study:
             seed_everything(self.eval_seed)
             models = {"untrained network": build_model("baseline", 1, backbone=self.prof.reid_backbone,
                                                        last_stride=1)}
-            if self.init == "standin":
-                _, info = self.pretrained_backbone(self.prof.reid_backbone)
-                models["stand-in, no fine-tuning"] = load_model(Path(info["out_dir"]) / "model.pt")[0]
+            if self.init == "standin":     # its trunk's pooled features under an untrained BNNeck
+                standin, _ = self.pretrained_backbone(self.prof.reid_backbone)
+                models["stand-in, no fine-tuning"] = build_model("baseline", 1, backbone=self.prof.reid_backbone,
+                                                                 weights=str(standin), last_stride=1)
             rows = {}
             for name, model in models.items():
                 ev = self.evaluate(model.eval())
@@ -577,9 +670,11 @@ class Study:
         return pd.DataFrame.from_dict(rows, orient="index")
 
     # ---------------------------------------------------------------- evaluation
-    def evaluate(self, model, distance: Optional[str] = None, distmat: bool = False) -> dict:
-        """:func:`reidlib.engine.evaluation.evaluate_reid` of ``model`` on this study's test set,
-        with features (``query`` / ``gallery``) and, with ``distmat``, the ranked distance matrix."""
+    def evaluate(self, model, distance: Optional[str] = None, distmat: bool = False, data=None,
+                 features: bool = True) -> dict:
+        """:func:`reidlib.engine.evaluation.evaluate_reid` of ``model`` on this study's test set (or
+        ``data``: e.g. :attr:`validation`), with features (``query`` / ``gallery``) and, with
+        ``distmat``, the ranked distance matrix."""
         from reidlib.config import load_config
         from reidlib.engine.evaluation import evaluate_reid
 
@@ -588,8 +683,18 @@ class Study:
                              "data.num_workers": 0, "data.dataset": self.dataset,
                              "eval.batch_size": self.prof.eval_batch, "eval.num_workers": 0,
                              "train.device": self.device})
-        return evaluate_reid(model, self.data, cfg, distance=distance, return_features=True,
-                             return_distmat=distmat)
+        return evaluate_reid(model, self.data if data is None else data, cfg, distance=distance,
+                             return_features=features, return_distmat=distmat, features=self.ranked_features(model))
+
+    def ranked_features(self, model) -> str:
+        """Which vectors of ``model`` are ranked (``eval.features``) under the profile's
+        ``ranked_features``: "" (the model's own default) or, for ``"public_code"``, what its
+        module declares (``PUBLIC_CODE_FEATURES``)."""
+        import sys
+
+        if self.prof.ranked_features != "public_code":
+            return ""
+        return getattr(sys.modules[type(model).__module__], "PUBLIC_CODE_FEATURES", "post_bn")
 
     # ---------------------------------------------------------------- tables
     def run(self, variants: Mapping[Any, Variant]) -> Results:

@@ -16,7 +16,9 @@ class Variant:
     ``model``: ``baseline`` | ``span`` | ``musp``. ``config``: run-configuration overrides (dotted
     keys, e.g. ``{"model.kwargs": {"num_attentions": 3}}``). ``span``: for SPAN's part model,
     overrides of SPAN step 1 (e.g. ``{"span.use_area": False}``). ``distance``: the distance used
-    at test time (default: the model's own).
+    at test time (default: the model's own). ``seeds``: how many of the study's training seeds
+    the row is trained with (``None``: all of them, the headline rows; ``1``: the first only, a
+    secondary row, labelled so). A comparison of two rows uses the seeds both have.
     """
 
     model: str
@@ -24,13 +26,19 @@ class Variant:
     span: Mapping[str, Any] = field(default_factory=dict)
     distance: Optional[str] = None
     note: str = ""
+    seeds: Optional[int] = None
+
+    def __post_init__(self):
+        if self.seeds is not None and (not isinstance(self.seeds, int) or self.seeds < 1):
+            raise ValueError(f"Variant.seeds must be None (all training seeds) or a count >= 1, got {self.seeds!r}")
 
     def describe(self) -> dict:
         changes = {**{k: v for k, v in self.config.items()},
                    **{f"SPAN step 1: {k}": v for k, v in self.span.items()}}
         return {"model": self.model,
                 "changes": ", ".join(f"{k}={v}" for k, v in changes.items()) or "(profile defaults)",
-                "test distance": self.distance or "the model's own", "note": self.note}
+                "test distance": self.distance or "the model's own",
+                "seeds": "all" if self.seeds is None else str(self.seeds), "note": self.note}
 
 
 def design_table(variants: Mapping[Any, Variant]) -> pd.DataFrame:

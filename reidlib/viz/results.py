@@ -5,7 +5,7 @@ Object-oriented matplotlib only (``matplotlib.figure.Figure``, no ``pyplot`` sta
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -151,24 +151,43 @@ def forest_figure(verdicts: pd.DataFrame, title: str = "", wrap: int = 48):
     return fig
 
 
-def learning_curves_figure(logs: Mapping[Any, pd.DataFrame], keys=("loss", "acc"), title: str = ""):
+def learning_curves_figure(logs: Mapping[Any, pd.DataFrame], keys=("loss", "acc"), title: str = "",
+                           validation: Optional[Mapping[Any, Sequence[Optional[pd.DataFrame]]]] = None):
     """Training curves, one panel per logged quantity (``keys`` present in the logs), one line per
-    row of the table: did every model learn? (:meth:`reidlib.study.Results.logs`)."""
+    row of the table: did every model learn? (:meth:`reidlib.study.Results.logs`). With
+    ``validation`` (``{row: [curve per seed]}``, :meth:`reidlib.study.Results.validation`) a first
+    panel: validation mAP against iterations, every seed of a row in its colour (did it plateau?)."""
     from matplotlib.figure import Figure
 
     keys = [k for k in keys if any(k in df for df in logs.values())]
-    fig = Figure(figsize=(4.2 * max(1, len(keys)), 3.0), layout="constrained")
-    axes = fig.subplots(1, max(1, len(keys)), squeeze=False)[0]
-    for ax, k in zip(axes, keys):
-        for row, df in logs.items():
-            if k in df and "iter" in df:
-                ax.plot(df["iter"], df[k], label=str(row))
+    val = {r: [c for c in cs if c is not None and len(c)] for r, cs in (validation or {}).items()}
+    val = {r: cs for r, cs in val.items() if cs}
+    panels = (["val"] if val else []) + keys
+    fig = Figure(figsize=(4.2 * max(1, len(panels)), 3.0), layout="constrained")
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    colours = {str(r): f"C{i % 10}" for i, r in enumerate(dict.fromkeys([*val, *logs]))}
+    for ax, k in zip(axes, panels):
+        if k == "val":
+            for row, cs in val.items():
+                for i, c in enumerate(cs):
+                    c = c.sort_values("iteration")
+                    ax.plot(c["iteration"], c["val mAP"], marker="o", ms=3, color=colours[str(row)],
+                            alpha=1.0 if i == 0 else 0.45, label=str(row) if i == 0 and str(row) not in
+                            [str(x) for x in logs] else None)
+            ax.set_ylabel("validation mAP (%)")
+        else:
+            for row, df in logs.items():
+                if k in df and "iter" in df:
+                    ax.plot(df["iter"], df[k], label=str(row), color=colours[str(row)])
+            ax.set_ylabel({"acc": "accuracy (training batch)", "loss": "training loss"}.get(k, k))
         ax.set_xlabel("iteration")
-        ax.set_ylabel({"acc": "ID accuracy (training batch)", "loss": "training loss"}.get(k, k))
         ax.grid(alpha=0.3)
-    if logs:
-        h, lab = axes[0].get_legend_handles_labels()
-        fig.legend(h, lab, loc="outside right center", frameon=False, fontsize=8)
+    if logs or val:
+        handles = {}
+        for ax in axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="outside right center", frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

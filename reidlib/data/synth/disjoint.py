@@ -11,12 +11,15 @@ what the images are rendered from.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 from reidlib.data.synth.config import preset_params
 from reidlib.data.synth.plan import build_plan
 
-__all__ = ["identity_signature", "detail_signature", "shared_vehicles", "first_disjoint_seed"]
+__all__ = ["identity_signature", "detail_signature", "shared_vehicles", "first_disjoint_seed",
+           "discrete_fields", "nearest_distances", "nearest_identity_distances"]
 
 #: attributes that do not describe the vehicle's appearance
 _NOT_APPEARANCE = ("vid", "family", "changed")
@@ -84,3 +87,56 @@ def first_disjoint_seed(preset: str, eval_seeds: Iterable[int], start: int, trie
         if all(not any(shared_vehicles(preset, s, preset, e).values()) for e in eval_seeds):
             return s
     raise RuntimeError(f"no seed in [{start}, {start + tries}) gives a {preset} plan disjoint from seeds {eval_seeds}")
+
+
+#: fields left out of the near-duplicate distance: not appearance, or unique per vehicle (the
+#: plate: compared on its own by :func:`shared_vehicles`)
+_NOT_COMPARED = _NOT_APPEARANCE + ("plate",)
+
+
+def discrete_fields(ident: dict) -> dict[str, str]:
+    """``{field: its discrete skeleton}`` of a planned identity: every attribute but the plate
+    (:data:`_NOT_COMPARED`), each entry of a detail group (``front.stickers``, ``roof.rack``,
+    ...) a field of its own, compared as :func:`detail_signature` compares it (which details
+    exist and their discrete values; placements, sizes and colour triples dropped). Two
+    identities equal on every field have the same details up to placement and plate."""
+    out = {}
+    for key, value in sorted(ident.items()):
+        if key in _NOT_COMPARED:
+            continue
+        items = sorted(value.items()) if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            out[key if sub is None else f"{key}.{sub}"] = json.dumps(_discrete(v), sort_keys=True)
+    return out
+
+
+def nearest_distances(pretrain: Sequence[dict], evaluation: Sequence[dict]) -> dict[str, Any]:
+    """For every identity of ``evaluation``, the fewest :func:`discrete_fields` in which it differs
+    from any identity of ``pretrain`` (a field one of them lacks counts as differing): the
+    near-duplicate leak check of a pretraining world. Returns ``{"identities": len(evaluation),
+    "histogram": {distance: count}, "exact_detail_matches": count at distance 0, "fields": the
+    fields compared}``."""
+    if not pretrain or not evaluation:
+        raise ValueError(f"pretrain and evaluation need identities, got {len(pretrain)} and {len(evaluation)}")
+    fa, fb = [discrete_fields(i) for i in pretrain], [discrete_fields(i) for i in evaluation]
+    fields = sorted({k for f in fa + fb for k in f})
+    codes: dict[tuple[str, Any], int] = {}
+
+    def encode(rows: list[dict]) -> np.ndarray:                          # [N, F] int codes
+        return np.array([[codes.setdefault((k, f.get(k)), len(codes)) for k in fields] for f in rows], np.int64)
+
+    a, b = encode(fa), encode(fb)
+    nearest = np.empty(len(b), np.int64)
+    chunk = max(1, 2_000_000 // max(1, a.size))                          # [chunk, Na, F] booleans at a time
+    for s in range(0, len(b), chunk):
+        nearest[s:s + chunk] = (b[s:s + chunk, None, :] != a[None, :, :]).sum(axis=2).min(axis=1)
+    values, counts = np.unique(nearest, return_counts=True)
+    return {"identities": len(evaluation), "histogram": {int(v): int(c) for v, c in zip(values, counts)},
+            "exact_detail_matches": int((nearest == 0).sum()), "fields": fields}
+
+
+def nearest_identity_distances(preset_a: str, seed_a: int, preset_b: str, seed_b: int) -> dict[str, Any]:
+    """:func:`nearest_distances` of the plans of world ``a`` (pretraining) and world ``b``
+    (evaluation): how far each evaluation vehicle is from its nearest pretraining vehicle, in
+    differing discrete attributes (body type, colour, grille, lights and the identity details)."""
+    return nearest_distances(_plan_identities(preset_a, seed_a), _plan_identities(preset_b, seed_b))
