@@ -170,6 +170,9 @@ class SpanConfig:
     #: "weak" (eq. 6, the paper) | "true_parts" (SynthVeRi's true part masks: the ground-truth row,
     #: :func:`reidlib.losses.span.true_part_mask_loss`)
     supervision: str = "weak"
+    #: probability that a side image is warped to imitate an oblique view (SPAN's public code: 0.5;
+    #: :class:`reidlib.data.masks.MaskDataset`'s ``side_aug``); 0 = off
+    side_aug: float = 0.0
 
 
 @dataclass
@@ -215,6 +218,12 @@ class Config:
 #: settings a resumed run may change although they can change the weights: the device it continues
 #: on, and the schedule's length (a longer run extends the shorter one)
 RESUME_MAY_ALSO_CHANGE = ("train.device", "optim.max_iters")
+
+
+#: settings added after runs were cached, at the value that reproduces those runs: a run's cache
+#: key (:meth:`reidlib.study.Study.run_dir`) leaves them out while they hold it, so the runs cached
+#: before the setting existed keep their folders
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"span.side_aug": 0.0}
 
 
 def weight_neutral_keys() -> tuple[str, ...]:

@@ -169,7 +169,7 @@ def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
     from reidlib.study import Study
 
     study = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs"), init="standin",
-                  overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
+                  overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32), "val_ids": 1})
     model, info = study.reid_model("baseline", 0)
     out = Path(info["out_dir"])
     assert not info["cached"] and (out / "model.pt").is_file() and (out / "log.jsonl").is_file()
@@ -178,7 +178,7 @@ def test_study_cache_keeps_model_and_drops_training_state(tiny_veri, tmp_path):
     assert info2["cached"] and info2["out_dir"] == str(out)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     keep = Study("smoke", "cpu", data_root=str(tiny_veri), cache_dir=str(tmp_path / "runs-keep"), keep_state=True,
-                 init="standin", overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)})
+                 init="standin", overrides={"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32), "val_ids": 1})
     _, info3 = keep.reid_model("baseline", 0)
     assert (Path(info3["out_dir"]) / "last.pt").is_file()
 

@@ -228,7 +228,7 @@ def test_the_page_template_runs_without_training(tmp_path):
     table = results.table(resamples=200)
     shown = page.intervals(table)
     assert shown.text.caption == "Toy rows." and "levels" in page.tables
-    assert page.learning_curves(results).text.caption.startswith("Learning curves")
+    assert page.learning_curves(results).text.caption.startswith("Did every model train to a plateau?")
     against = page.against_paper(table)
     assert against.loc["span_cpdm", "paper mAP"] == 68.9
     verdicts = page.claims(results).data

@@ -16,7 +16,7 @@ from helpers import make_tiny_veri
 
 from reidlib.study import Study
 
-TINY = {"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32)}
+TINY = {"reid_iters": 2, "batch_p": 2, "batch_k": 2, "input_size": (32, 32), "val_ids": 1}
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 

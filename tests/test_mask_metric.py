@@ -249,7 +249,7 @@ def test_mask_tables_use_the_target_metric_on_stratified_images(tiny_study, monk
     _same(span_mask_ious(tiny_study, span, max_images=40, metric="faces")[0], faces)
 
     table, spans, arrays = span_masks_table(tiny_study, ("full",), max_images=40)
-    assert list(table.columns) == ["front", "rear", "side", "mean IoU", "faces mean IoU"]
+    assert list(table.columns) == ["front", "rear", "side", "mean IoU", "faces mean IoU", "seeds"]
     summary, face_summary = iou_summary(want), iou_summary(faces)
     assert table.loc["full", "mean IoU"] == pytest.approx(summary["mean"] * 100)
     assert table.loc["full", "front"] == pytest.approx(summary["front"] * 100)

@@ -51,6 +51,7 @@ def test_paper_profile_span_step1_and_foreground_as_the_public_code():
             assert _get(cfg, key) == pytest.approx(want) if isinstance(want, float) else _get(cfg, key) == want, \
                 (cfg.model.name, key, _get(cfg, key))
     assert st.span_config(0).model.kwargs == {"stride": 8, "decoder": "transposed"}
+    assert st.span_config(0).span.side_aug == 0.5 and Study("cpu").span_config(0).span.side_aug == 0.0
 
 
 def test_paper_profile_ranks_each_model_as_its_public_code():

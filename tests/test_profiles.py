@@ -13,7 +13,7 @@ from reidlib.study.profiles import PROFILES, get_profile
 #: make any profile tiny without touching what defines its path (sizes, backbones, options)
 TINY = {"synth_preset": "tiny", "seeds": [0], "pretrain_iters": 1, "reid_iters": 1, "span_iters": 1,
         "batch_p": 2, "batch_k": 2, "span_batch": 2, "span_per_view": 2, "eval_batch": 16,
-        "fg_source": "gt", "num_workers": 0}
+        "fg_source": "gt", "num_workers": 0, "val_ids": 4}
 
 
 def test_every_profile_is_a_typed_record():

@@ -87,7 +87,7 @@ def test_block_normalised_blocks_are_unit_and_euclidean_is_the_sum_of_block_dist
     fd = f.double()
     want = torch.stack([torch.stack([sum(((fd[a, i] - fd[b, i]) ** 2).sum() for i in range(4)).sqrt()
                                      for b in range(4)]) for a in range(4)])
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-3)        # expansion form, float32
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=5e-3)        # expansion form, float32
     assert float(got.max()) <= 4.0 + 1e-4                               # <= sqrt(4 * 2^2): 4 unit blocks
 
 

@@ -169,6 +169,8 @@ def test_the_why_clause_is_built_from_the_frame(summary):
     ese = experiment("musp_ese").claims[0].text
     assert c.loc[ese, "why"] == v.loc[ese, "note"] and "not measured" in c.loc[ese, "reading"]
     for claim, row in c.drop(index=ese).iterrows():
+        if "not measured" in str(row["reading"]):          # a claim on rows the fixture does not hold
+            continue
         seeds = int(v.loc[claim, "seeds"].iloc[0] if isinstance(v.loc[claim, "seeds"], pd.Series)
                     else v.loc[claim, "seeds"])
         assert ("one training seed" in row["why"]) == (seeds == 1)

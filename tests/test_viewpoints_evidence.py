@@ -53,7 +53,9 @@ def test_order_and_intervals(constructed):
     m = d[d["metric"] == "mAP"].set_index("relation")
     assert m.loc["opposite", "difference"] == pytest.approx(30, abs=2)
     assert m.loc["opposite", "low"] > 0 and m.loc["same", "low"] < 0 < m.loc["same", "high"]
-    assert m.loc["same", "queries"] == 55 and (d["clusters"] == 20).all() and (d["unit"] == IDENTITY).all()
+    # clusters: the identities with a query in the relation (the first identity's 3 queries have no same-view match)
+    assert m.loc["same", "queries"] == 55 and (d["unit"] == IDENTITY).all()
+    assert (d[d["relation"] == "same"]["clusters"] == 19).all() and (d[d["relation"] != "same"]["clusters"] == 20).all()
     assert m.loc["adjacent", "difference"] == pytest.approx(m.loc["adjacent", "value"] - m.loc["adjacent", "baseline"])
 
 

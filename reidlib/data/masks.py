@@ -178,6 +178,33 @@ def view_balanced_subset(records: Sequence[Record], per_view: int, seed: int = 0
     return [records[i] for i in sorted(keep)]
 
 
+#: SPAN's view class "side" (an index into ``VIEW5``)
+SIDE_VIEW = 2
+
+
+def _oblique_side(img: np.ndarray, fg: np.ndarray, parts: np.ndarray, target: np.ndarray, ignore: np.ndarray):
+    """SPAN's public-code augmentation of side images (the reference describes it as: squeezed
+    horizontally, shifted and rotated by 30-45 degrees, to imitate an oblique view): one random
+    affine map, applied to the image ``[H, W, 3]`` (bilinear), the foreground ``[h, w]`` (bilinear)
+    and the part masks ``[K, h, w]`` (nearest) alike, in coordinates relative to each size."""
+    squeeze = random.uniform(0.6, 0.9)
+    angle = random.uniform(30.0, 45.0) * random.choice((-1.0, 1.0))
+    shift = (random.uniform(-0.1, 0.1), random.uniform(-0.05, 0.05))
+
+    def warp(a: np.ndarray, interp: int) -> np.ndarray:
+        h, w = a.shape[:2]
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[0, :2] *= squeeze                                           # squeeze x after the rotation
+        m[0, 2] = m[0, 2] * squeeze + (1 - squeeze) * w / 2 + shift[0] * w
+        m[1, 2] += shift[1] * h
+        return cv2.warpAffine(np.ascontiguousarray(a), m, (w, h), flags=interp, borderValue=0)
+
+    img = warp(img, cv2.INTER_LINEAR)
+    fg = warp(fg, cv2.INTER_LINEAR)
+    planes = lambda x: np.stack([warp(c, cv2.INTER_NEAREST) for c in x])       # noqa: E731
+    return img, fg, planes(parts), planes(target), planes(ignore)
+
+
 class MaskDataset(Dataset):
     """SPAN step-1 dataset.
 
@@ -193,6 +220,9 @@ class MaskDataset(Dataset):
             SPAN's native output).
         flip: random horizontal flip with probability ``flip_prob``, applied to image, ``fg`` and
             ``parts`` together (the view label is unchanged: left and right are both "side").
+        side_aug: probability that a side image (view class S) is warped to imitate an oblique
+            view, as SPAN's public code does (:func:`_oblique_side`: squeezed horizontally,
+            shifted, rotated by 30-45 degrees; masks warped with it, the label unchanged).
         mean/std: normalisation.
 
     Item: ``img [3,H,W]`` normalised float, ``fg [1,h',w']`` float in [0,1] (bilinear resize;
@@ -206,7 +236,8 @@ class MaskDataset(Dataset):
 
     def __init__(self, records: Sequence[Record], fg_source: FgSource = "gt", size: tuple[int, int] = (192, 192),
                  mask_size: Optional[tuple[int, int]] = None, flip: bool = False, flip_prob: float = 0.5,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 side_aug: float = 0.0):
         self.records = list(records)
         bad = [r.path for r in self.records if r.view is None]
         if bad:
@@ -219,6 +250,9 @@ class MaskDataset(Dataset):
         self.mask_size = (self.size[0] // 4, self.size[1] // 4) if mask_size is None else (int(mask_size[0]), int(mask_size[1]))
         self.flip = bool(flip)
         self.flip_prob = float(flip_prob)
+        if not 0.0 <= float(side_aug) <= 1.0:
+            raise ConfigError(f"side_aug={side_aug!r}: expected a probability in [0, 1]")
+        self.side_aug = float(side_aug)
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
         self.fg_kind, self._fg = self._resolve_source(fg_source)
@@ -267,6 +301,8 @@ class MaskDataset(Dataset):
         else:
             parts = np.zeros((3, mh, mw), np.float32)
             target, ignore = np.zeros((3, mh, mw), np.float32), np.ones((1, mh, mw), np.float32)
+        if view == SIDE_VIEW and self.side_aug and random.random() < self.side_aug:
+            img, fg, parts, target, ignore = _oblique_side(img, fg, parts, target, ignore)
         if self.flip and random.random() < self.flip_prob:
             img, fg = img[:, ::-1], fg[:, ::-1]
             parts, target, ignore = parts[:, :, ::-1], target[:, :, ::-1], ignore[:, :, ::-1]

@@ -348,7 +348,8 @@ def train_span(cfg: Any = None, *, records: Optional[Sequence] = None, dataset: 
             opts = {**{k: d for k, (_, d) in model_options("span-masks").items()}, **cfg.model.kwargs}
             native = native_mask_stride(opts["stride"], opts["decoder"])
             mask_size = (cfg.span.size // native, cfg.span.size // native)
-        train_set = MaskDataset(subset, fg_source=fg, size=size, mask_size=mask_size, flip=cfg.span.flip)
+        train_set = MaskDataset(subset, fg_source=fg, size=size, mask_size=mask_size, flip=cfg.span.flip,
+                                side_aug=cfg.span.side_aug)
         extra = {"per_view": per_view, "subset_size": len(subset), "view_counts": counts.tolist(),
                  "fg_source": describe_foreground(fg)}
     loader, per_epoch = batch_loader(cfg, train_set)

@@ -214,6 +214,19 @@ def write_chapter_pages(generated: Optional[Path] = None) -> list[Path]:
     return out
 
 
+def page_minutes(results: Path) -> dict:
+    """``{page: minutes}`` of the committed run in ``results`` (each page's ``duration_s``), in the
+    book's order."""
+    out = {}
+    for name in experiment_order():
+        path = Path(results) / f"{name}.json"
+        if path.is_file():
+            d = json.loads(path.read_text()).get("duration_s")
+            if d is not None:
+                out[name] = float(d) / 60
+    return out
+
+
 def outcome_markdown(results_root: Optional[Path] = None) -> str:
     """The book's first screen (``book/generated/outcome.md``, included by the intro): what the most
     complete results present say, counted over distinct comparisons from their per-query files
@@ -244,6 +257,12 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
         sel = paper[paper["paper"] == name]
         lines.append(f"- *{name}*: {counts(sel)}.")
     budget = budget_description(rec)
+    times = page_minutes(root / profile)
+    if times:
+        longest = max(times, key=times.get)
+        lines.append(f"\nThe committed {profile} run took **{sum(times.values()):.0f} min** in all for "
+                     f"{len(times)} pages (the longest, {longest}, {times[longest]:.0f} min; each page's time is "
+                     f"in its *Re-run this page* box).")
     lines.append(f"\nEvery number is from the **{profile}** profile ({budget}) on "
                  f"{data_description(rec)}, run on {rec.get('device')} at commit "
                  f"`{(rec.get('commit') or 'unknown')[:10]}`: what a small synthetic setup can tell about "

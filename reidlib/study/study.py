@@ -288,6 +288,7 @@ class Study:
         if self.prof.own_recipes:            # SPAN's public code: its DEFAULT_RUN (Adam 1e-4, 10 epochs, no warm-up)
             for key in (*_SCHEDULE_KEYS, "optim.lr"):
                 c.pop(key)
+            c["span.side_aug"] = 0.5          # and its oblique-view augmentation of side images
         return self.config("span-masks", c, overrides)
 
     def foreground_config(self, seed: int, **overrides):
@@ -494,15 +495,21 @@ class Study:
     def run_dir(self, kind: str, cfg, extra: Any = None) -> Path:
         """Runs are keyed by the resolved configuration (a :class:`reidlib.config.Config`: defaults
         filled in), so two spellings of the same run share one folder; settings that cannot change
-        the weights (:func:`reidlib.config.weight_neutral_keys`) are left out; ``extra`` and the
+        the weights (:func:`reidlib.config.weight_neutral_keys`) are left out, and so are settings
+        added later while at the value older runs had (:data:`reidlib.config.KEY_NEUTRAL_DEFAULTS`);
+        ``extra`` and the
         content of the user's dataset folder and weights file (:meth:`run_inputs`) are put in, so a
         cut list or a replaced file under the same path gets a new folder."""
-        from reidlib.config import weight_neutral_keys
+        from reidlib.config import KEY_NEUTRAL_DEFAULTS, weight_neutral_keys
 
         resolved = cfg.to_dict()
         for key in weight_neutral_keys():
             section, name = key.split(".")
             resolved.get(section, {}).pop(name, None)
+        for key, default in KEY_NEUTRAL_DEFAULTS.items():
+            section, name = key.split(".")
+            if resolved.get(section, {}).get(name, default) == default:
+                resolved.get(section, {}).pop(name, None)
         inputs = self.run_inputs(cfg)
         return self.cache / f"{kind}-{_hash([resolved, extra, inputs] if inputs else [resolved, extra])}"
 
