@@ -205,8 +205,11 @@ def curves_figure(curves: pd.DataFrame, x: str = "iteration", y: str = "mean IoU
         df = df.sort_values(x)
         ax.plot(df[x], df[y], marker="o", label=str(name))
     if levels is not None and y in levels:
-        for (name, lv), style in zip(levels[y].items(), (":", "--", "-.", (0, (1, 3)))):
-            ax.axhline(lv, color="#57606a", ls=style, lw=1, label=str(name))
+        # every level its own line: grey shades and dash patterns, cycled (never dropped)
+        styles = (":", "--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)))
+        greys = ("#24292f", "#57606a", "#8c959f")
+        for i, (name, lv) in enumerate(levels[y].items()):
+            ax.axhline(lv, color=greys[i % len(greys)], ls=styles[i % len(styles)], lw=1.2, label=str(name))
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or y)
     ax.grid(alpha=0.3)
