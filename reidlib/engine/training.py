@@ -443,7 +443,6 @@ def attribute_loader(cfg: Config, records: Sequence) -> tuple[Any, int, str]:
     from reidlib.data.dataset import ImageDataset, build_transforms
     from reidlib.data.sampler import RandomBatchSampler
     from reidlib.engine.distributed import is_main
-    from reidlib.engine.training import batch_loader
 
     h, w = cfg.data.height, cfg.data.width
     use_cache = cfg.data.loader == "cache" or (
