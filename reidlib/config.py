@@ -115,6 +115,10 @@ class OptimConfig:
     warmup_factor: float = 0.1
     warmup_method: str = "linear"
     grad_clip: Optional[float] = None
+    #: learning-rate multipliers by parameter-name prefix, e.g. ``{"attn": 10.0}``: MUSP's attention
+    #: convolution (eq. 3) at ten times ``lr`` (:func:`reidlib.engine.optim.parameter_groups`); a
+    #: prefix that names no trainable parameter is refused when the run starts
+    lr_mult: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -223,7 +227,7 @@ RESUME_MAY_ALSO_CHANGE = ("train.device", "optim.max_iters")
 #: settings added after runs were cached, at the value that reproduces those runs: a run's cache
 #: key (:meth:`reidlib.study.Study.run_dir`) leaves them out while they hold it, so the runs cached
 #: before the setting existed keep their folders
-KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"span.side_aug": 0.0}
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"span.side_aug": 0.0, "optim.lr_mult": {}}
 
 
 def weight_neutral_keys() -> tuple[str, ...]:
@@ -439,6 +443,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(cfg, sec), name)}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    bad = {k: v for k, v in cfg.optim.lr_mult.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+    if bad:
+        raise ConfigError(f"optim.lr_mult: multipliers must be numbers > 0 (parameter-name prefix: factor), got {bad}")
     if cfg.optim.max_iters < 0:
         raise ConfigError(f"optim.max_iters must be >= 0, got {cfg.optim.max_iters}")
     ms = list(cfg.optim.milestones)

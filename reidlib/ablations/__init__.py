@@ -8,7 +8,7 @@ the paper's numbers, its claims, its figures' captions) in the module of its par
 * :mod:`~reidlib.ablations.pretraining`: the stand-in for ImageNet;
 * :mod:`~reidlib.ablations.span`: SPAN's masks, Tables 1 and 2, the (a, m) sweep;
 * :mod:`~reidlib.ablations.multidigit`: SPAN's Fig. 4 (weakly supervised digit localisation);
-* :mod:`~reidlib.ablations.musp`: MUSP's Tables 5, 6 and 7;
+* :mod:`~reidlib.ablations.musp`: whether MUSP's attentions form (a pilot), its Tables 5, 6 and 7;
 * :mod:`~reidlib.ablations.viewpoints`: every model split by the view relation of query and gallery;
 * :mod:`~reidlib.ablations.summary`: every claim's verdict.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from reidlib.ablations.benchmark import SYNTHVERI
 from reidlib.ablations.experiment import Experiment, Page
 from reidlib.ablations.multidigit import MULTIDIGIT
-from reidlib.ablations.musp import MUSP_ACTIVATION, MUSP_ATTENTIONS, MUSP_ESE
+from reidlib.ablations.musp import MUSP_ACTIVATION, MUSP_ATTENTIONS, MUSP_ESE, MUSP_PILOT
 from reidlib.ablations.pretraining import PRETRAINING
 from reidlib.ablations.span import SPAN_AGGREGATION, SPAN_HYPERPARAMS_PAGE, SPAN_LOSSES, SPAN_MASKS, SPAN_PILOT
 from reidlib.ablations.summary import SUMMARY
@@ -32,7 +32,7 @@ __all__ = ["EXPERIMENTS", "CLAIMS", "experiment", "Experiment", "Page"]
 EXPERIMENTS: tuple[Experiment, ...] = (
     SYNTHVERI, PRETRAINING,
     SPAN_PILOT, SPAN_MASKS, SPAN_LOSSES, SPAN_AGGREGATION, SPAN_HYPERPARAMS_PAGE, MULTIDIGIT,
-    MUSP_ATTENTIONS, MUSP_ESE, MUSP_ACTIVATION,
+    MUSP_PILOT, MUSP_ATTENTIONS, MUSP_ESE, MUSP_ACTIVATION,
     VIEWPOINTS, SUMMARY,
 )
 

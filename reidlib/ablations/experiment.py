@@ -190,11 +190,12 @@ class Page:
             table = table.reset_index(names=index)
         return show_table(table, precision=precision)
 
-    def run(self):
-        """Every variant trained (or loaded) and evaluated: :meth:`reidlib.study.Study.run`; for a
+    def run(self, variants: Optional[Mapping[Any, Any]] = None):
+        """Every variant (the record's, or ``variants`` for a page whose rows depend on the profile,
+        such as a pilot's) trained (or loaded) and evaluated: :meth:`reidlib.study.Study.run`; for a
         protocol with several trials, the queries' identities of every trial attached
         (:attr:`reidlib.study.Results.query_pids`), the clusters of the claims' bootstrap."""
-        results = self.study.run(self.experiment.variants)
+        results = self.study.run(self.experiment.variants if variants is None else variants)
         if getattr(results, "query_pids", None) is None:
             pids = trial_query_pids(self.study, results)
             if pids is not None:

@@ -9,7 +9,7 @@ checkpoint taken in the middle of an epoch resumes on exactly the right learning
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -26,6 +26,28 @@ def trainable_parameters(model_or_params) -> list:
     if params and isinstance(params[0], dict):  # parameter groups are passed through
         return params
     return [p for p in params if p.requires_grad]
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, lr_mult: Mapping[str, float]) -> list[dict]:
+    """``model``'s trainable parameters as optimiser groups: those whose name starts with a prefix
+    of ``lr_mult`` (``{prefix: factor}``, the configuration's ``optim.lr_mult``) at ``lr * factor``
+    (the longest matching prefix wins), the rest at ``lr``. A group's ``lr`` is its base rate; the
+    warm-up and decay of :class:`WarmupMultiStepLR` scale every group alike.
+
+    A prefix that matches no trainable parameter is refused (a typo would silently train at ``lr``).
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    prefixes = sorted(lr_mult, key=len, reverse=True)
+    unused = [k for k in prefixes if not any(n.startswith(k) for n, _ in named)]
+    if unused:
+        heads = sorted({n.split(".")[0] for n, _ in named})
+        raise ConfigError(f"optim.lr_mult: no trainable parameter of {type(model).__name__} starts with "
+                          f"{', '.join(map(repr, unused))} (its top-level modules: {', '.join(heads)})")
+    groups: dict[Optional[str], list] = {}
+    for n, p in named:
+        groups.setdefault(next((k for k in prefixes if n.startswith(k)), None), []).append(p)
+    return [{"params": ps, "lr": lr * float(lr_mult[k]) if k is not None else lr,
+             "name": k if k is not None else "rest"} for k, ps in groups.items()]
 
 
 def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,

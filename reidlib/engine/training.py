@@ -26,7 +26,7 @@ import torch
 
 from reidlib.config import Config, as_config, to_yaml
 from reidlib.engine.artifacts import model_meta, save_model_file
-from reidlib.engine.optim import WarmupMultiStepLR, build_optimizer, epochs_to_iters
+from reidlib.engine.optim import WarmupMultiStepLR, build_optimizer, epochs_to_iters, parameter_groups
 from reidlib.engine.trainer import Trainer, criterion_step
 from reidlib.errors import ConfigError
 from reidlib.utils.device import resolve_device, seed_everything
@@ -125,7 +125,8 @@ def make_trainer(cfg: Config, model, step_fn, loader, iters_per_epoch: int, meta
     device = rank_device(resolve_device(cfg.train.device))
     model.to(device)
     o = cfg.optim
-    optimizer = build_optimizer(o.name, model, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
+    params = parameter_groups(model, o.lr, o.lr_mult) if o.lr_mult else model
+    optimizer = build_optimizer(o.name, params, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum)
     scheduler = WarmupMultiStepLR(optimizer, milestones, gamma=o.gamma, warmup_iters=warmup,
                                   warmup_factor=o.warmup_factor, warmup_method=o.warmup_method)
     meta = {**meta, "iters_per_epoch": iters_per_epoch, "milestones_iters": milestones, "warmup_iters": warmup}
