@@ -424,6 +424,22 @@ def test_reproduce_on_cpu_caps_jobs_at_the_cores_and_one_job_is_the_plain_loop(t
     assert _marks(marks)["summary"]["done_before"] == ["a", "b"]
 
 
+def test_reproduce_says_before_it_starts_when_the_cpu_computes_in_float32(tmp_path, monkeypatch):
+    from reidlib.runner import reproduce
+    from reidlib.utils import device
+
+    nb, _, command = _fake_notebooks(tmp_path, ["a"])
+    for native, profile, gpus, expected in ((False, "cpu", [], True), (True, "cpu", [], False),
+                                            (False, "smoke", [], False), (False, "gpu", ["0"], False)):
+        monkeypatch.setattr(device, "cpu_bf16_supported", lambda native=native: native)
+        lines: list[str] = []
+        reproduce(profile, jobs=1, notebooks_dir=nb, gpus=gpus, cores=2, command=command, log=lines.append)
+        said = [line for line in lines if "no native bfloat16" in line]
+        assert bool(said) == expected, (native, profile, gpus)
+        if said:                                                      # first, one line, with the measured times
+            assert lines[0] is said[0] and "\n" not in said[0] and "float32" in said[0] and "0.69 s" in said[0]
+
+
 def test_reproduce_reports_a_failed_notebook_and_skips_the_summary(tmp_path):
     from reidlib.runner import reproduce
 

@@ -54,6 +54,25 @@ def job_slots(jobs: int, gpus: list[str], cores: Optional[int] = None) -> list[d
     return slots
 
 
+#: what the `cpu` profile's budget was measured on, and what the same run took on a CPU without
+#: native bfloat16 (the stand-in of the pretraining page, seconds per iteration on 2 cores)
+BF16_BUDGET_NOTE = ("the cpu profile's budget (about 3 h, at most 45 min a page) was measured with bf16 autocast "
+                    "on 2 cores with AMX; the stand-in took 2.47 s an iteration in float32 on 2 AVX2 cores "
+                    "against 0.69 s there")
+
+
+def compute_notice(profile: str, gpus: list[str]) -> Optional[str]:
+    """One line before a long run on a CPU without native bfloat16 (AVX-512 BF16 / AMX): every run
+    then computes in float32 (``train.amp=auto``), several times slower than the budget the
+    profile's pages state. None on GPUs, for the smoke profile, or where bf16 is native."""
+    from reidlib.utils.device import cpu_bf16_supported
+
+    if gpus or profile == "smoke" or cpu_bf16_supported():
+        return None
+    return (f"reproduce [{profile}]: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so every run computes "
+            f"in float32 and takes several times the pages' stated time ({BF16_BUDGET_NOTE})")
+
+
 def reproduce(profile: str = "smoke", jobs: int = 1, names: Optional[Iterable[str]] = None, *,
               results_root: Optional[str | os.PathLike] = None, notebooks_dir: Optional[str | os.PathLike] = None,
               kernel_name: Optional[str] = None, timeout: Optional[int] = None, keep_going: bool = False,
@@ -86,6 +105,9 @@ def reproduce(profile: str = "smoke", jobs: int = 1, names: Optional[Iterable[st
             raise ExperimentError(f"notebook name {name!r}: expected a name such as 'span_losses'")
         notebook_path(name, Path(notebooks_dir) if notebooks_dir else None)
     gpus = visible_gpus() if gpus is None else list(gpus)
+    notice = compute_notice(profile, gpus)
+    if notice:
+        say(notice)
     slots = job_slots(jobs, gpus, cores)
     if len(slots) < int(jobs):
         where = f"{len(gpus)} GPU(s)" if gpus else f"{cores or os.cpu_count()} CPU core(s)"
