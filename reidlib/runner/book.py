@@ -72,7 +72,8 @@ def budget_description(rec: dict) -> str:
 
 def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     """The note under a page's title: what produced its numbers (data, budget, seeds, code, machine,
-    time) and the files behind them (``downloads``: paths relative to the page)."""
+    time) and the files behind them (``downloads``: paths relative to the page). A page only the
+    ``smoke`` profile has run gets a warning instead, saying its numbers mean nothing yet."""
     changed = rec.get("dirty_paths") or []
     if rec.get("dirty"):
         dirty = (" with uncommitted changes to " + ", ".join(f"`{p}`" for p in changed[:8])
@@ -84,7 +85,11 @@ def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     seeds = ", ".join(str(s) for s in rec.get("seeds") or [])
     budget = budget_description(rec)
     files = [f"[`{Path(d).name}`]({d})" for d in downloads]
-    return (f":::{{note}}\nExecuted with profile **{rec.get('profile')}** on {rec.get('device')}: data "
+    smoke = rec.get("profile") == "smoke"
+    lead = ("**Not yet run at a real budget**: only the `smoke` profile (a few iterations on a tiny SynthVeRi) "
+            "has run this page, so its numbers show that the code runs, nothing about the papers. ") if smoke else ""
+    return (f":::{{{'warning' if smoke else 'note'}}}\n{lead}Executed with profile **{rec.get('profile')}** on "
+            f"{rec.get('device')}: data "
             f"{data_description(rec)}; {budget + '; ' if budget else ''}training seed(s) {seeds}; commit "
             f"{commit}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}; {rec.get('duration_s')} s, "
             f"finished {rec.get('end')}. Raw numbers: " + ", ".join(files or [f"`results/{rec.get('profile')}/"
@@ -263,12 +268,17 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
         lines.append(f"\nThe committed {profile} run took **{sum(times.values()):.0f} min** in all for "
                      f"{len(times)} pages (the longest, {longest}, {times[longest]:.0f} min; each page's time is "
                      f"in its *Re-run this page* box).")
-    lines.append(f"\nEvery number is from the **{profile}** profile ({budget}) on "
+    missing = [n for n in experiment_order() if not (root / profile / f"{n}.json").is_file()]
+    lines.append(f"\nEvery number{' on the other pages' if missing else ''} is from the **{profile}** profile ({budget}) on "
                  f"{data_description(rec)}, run on {rec.get('device')} at commit "
                  f"`{(rec.get('commit') or 'unknown')[:10]}`: what a small synthetic setup can tell about "
                  f"the papers' ideas, not a replication of their real-data numbers. "
                  f"{{doc}}`The summary <generated/summary>` lists each claim, and each page says why a "
                  f"verdict may differ from the paper's.")
+    if missing:
+        lines.insert(-1, f"\nNot yet run at the {profile} profile: "
+                     + ", ".join(f"{{doc}}`{experiment(n).title} <generated/{n}>`" for n in missing)
+                     + f" (each shows the most complete profile that ran it, and its note says which).")
     return "\n".join(lines) + "\n"
 
 
