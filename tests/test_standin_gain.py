@@ -102,3 +102,20 @@ def test_the_gain_table_reads_gains_and_their_differences():
     assert len(said) == 5 and said[0].startswith("baseline: ")
     assert "no measurable favour" in said[3] and "SPAN + CPDM" in said[3]
     assert "more than it helps the baseline" in said[4] and "MUSP (n = 5)" in said[4]
+
+
+def test_the_shown_table_puts_each_difference_with_its_interval_in_one_cell():
+    from reidlib.ablations.pretraining import standin_gain_display, standin_gain_table
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.4, 120)
+    ap = {}
+    for model in ("baseline", "SPAN + CPDM", "MUSP (n = 5)"):
+        ap[f"{model}, stand-in"] = base + 0.1 + rng.normal(0, 0.01, 120)
+        ap[f"{model}, random init"] = base
+    table = standin_gain_table(_Results(_arrays(ap)))
+    shown = standin_gain_display(table)
+    assert list(shown["model"]) == list(table.index) and len(shown.columns) == 9
+    r = table.loc["SPAN + CPDM"]
+    assert shown.loc[1, "mAP gain"] == f"{r['mAP gain']:+.1f} [{r['mAP gain low']:+.1f}, {r['mAP gain high']:+.1f}]"
+    assert shown.loc[0, "mAP gain - baseline's"] == ""                # the baseline has no difference with itself
