@@ -37,3 +37,48 @@ def test_the_outcome_names_the_pages_the_profile_has_not_run(tmp_path):
     assert "Every number on the other pages is from the **smoke** profile" in partial
     assert set(experiment_order()) - {"viewpoints"} <= {p.stem for p in (tmp_path / "smoke").glob("*.json")}
     assert json.loads((tmp_path / "smoke" / "summary.json").read_text())["profile"] == "smoke"
+
+
+def test_a_page_states_the_budget_its_record_kept_never_todays_profile(monkeypatch):
+    from reidlib.runner.book import UNRECORDED_BUDGET, budget_description, data_description
+    from reidlib.runner.provenance import provenance
+    from reidlib.study.profiles import PROFILES
+
+    rec = provenance("cpu", {"seed": 0})
+    assert rec["profile_settings"]["reid_iters"] == PROFILES["cpu"].reid_iters
+    then = {**rec, "profile_settings": {**rec["profile_settings"], "reid_iters": 500, "pretrain_iters": 20000}}
+    text = budget_description(then)
+    assert "re-ID models 500 iterations" in text and "stand-in 20000 iterations" in text
+    assert budget_description({"profile": "cpu"}) == UNRECORDED_BUDGET        # an older record
+    assert "`small` preset, 128 px" in data_description(rec)
+    assert "its profile's preset" in data_description({"profile": "cpu", "parameters": {"seed": 0}})
+
+
+def test_the_summary_quotes_each_pages_recorded_budget():
+    from reidlib.ablations.summary import UNRECORDED, why_ours_may_differ
+    from reidlib.study.profiles import PROFILES
+
+    row = {"verdict": "inconclusive", "seeds": 1, "metric": "mAP"}
+    settings = {**PROFILES["cpu"].to_dict(), "reid_iters": 777}
+    assert "for 777 iterations" in why_ours_may_differ(row, "musp_ese", "cpu", settings=settings)
+    old = why_ours_may_differ(row, "musp_ese", "cpu", settings=UNRECORDED)
+    assert "not in its older record" in old and f"{PROFILES['cpu'].reid_iters} iterations" not in old
+    assert f"for {PROFILES['cpu'].reid_iters} iterations" in why_ours_may_differ(row, "musp_ese", "cpu")
+
+
+def test_the_first_screen_says_when_pages_ran_at_different_budgets(tmp_path):
+    from reidlib.runner.book import outcome_markdown
+
+    from reidlib.study.profiles import PROFILES
+
+    shutil.copytree(ROOT / "results" / "smoke", tmp_path / "smoke")
+    for rec_path in (tmp_path / "smoke").glob("*.json"):
+        rec = json.loads(rec_path.read_text())
+        rec["profile_settings"] = PROFILES["smoke"].to_dict()
+        if rec_path.stem == "span_losses":                             # one page from an older record
+            rec.pop("profile_settings")
+        rec_path.write_text(json.dumps(rec, default=list))
+    text = outcome_markdown(tmp_path)
+    assert "at 2 different budgets: each page's note states its own" in text
+    (tmp_path / "smoke" / "span_losses.json").unlink()
+    assert "(input 64 x 64 px, re-ID models 4 iterations" in outcome_markdown(tmp_path)

@@ -207,7 +207,8 @@ def test_why_reads_each_fact_it_is_given():
 def test_the_profile_comes_from_each_pages_record(tmp_path, results):
     run = tmp_path / "myrun"
     results.rename(run)
-    (run / "musp_attentions.json").write_text(json.dumps({"name": "musp_attentions", "profile": "smoke"}))
+    (run / "musp_attentions.json").write_text(json.dumps({"name": "musp_attentions", "profile": "smoke",
+                                                          "profile_settings": PROFILES["smoke"].to_dict()}))
     s = summarise(run, [experiment("musp_attentions"), experiment("span_losses")], resamples=RESAMPLES)
     assert s.profiles == {"musp_attentions": "smoke", "span_losses": None}
     c = s.comparisons.set_index("experiment")["why"]

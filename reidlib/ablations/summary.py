@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,18 @@ def _read_table(csv: Path) -> pd.DataFrame:
     ours = pd.read_csv(csv, index_col=0)
     ours.index = [_row_key(i) for i in ours.index]
     return ours
+
+
+def _settings_of(root: Path, name: str) -> Any:
+    """The profile settings a page's runner record kept (``profile_settings``), :data:`UNRECORDED`
+    for a record from before they were kept, None without a record."""
+    rec = root / f"{name}.json"
+    if not rec.is_file():
+        return None
+    try:
+        return json.loads(rec.read_text()).get("profile_settings") or UNRECORDED
+    except (ValueError, OSError):
+        return None
 
 
 def _profile_of(root: Path, name: str, default: Optional[str]) -> Optional[str]:
@@ -214,11 +226,23 @@ def _backbone(name: str) -> str:
     return "ResNet-" + s[len("resnet"):] if s.startswith("resnet") and s[len("resnet"):].isdigit() else s
 
 
-def _budget_text(profile: Optional[str], kinds: Iterable[str]) -> str:
-    """The profile's budget for ``kinds`` ("reid", "span") beside the paper profile's."""
+#: ``settings`` of :func:`_budget_text` for a page whose record predates ``profile_settings``
+UNRECORDED = "unrecorded"
+
+
+def _budget_text(profile: Optional[str], kinds: Iterable[str], settings: Any = None) -> str:
+    """The budget for ``kinds`` ("reid", "span") beside the paper profile's: the profile's settings
+    the page's record kept (``settings``: its ``profile_settings``), :data:`UNRECORDED` for an older
+    record (then it says so rather than quote today's profile), None: ``profile`` as defined today
+    (a results folder without records)."""
+    from types import SimpleNamespace
+
     from reidlib.study.profiles import PROFILES
 
-    prof, paper = PROFILES.get(profile or ""), PROFILES.get(PAPER_PROFILE)
+    if settings == UNRECORDED:
+        return f"the budget of this {profile or ''} run is not in its older record".replace("  ", " ")
+    prof = SimpleNamespace(**settings) if isinstance(settings, Mapping) else PROFILES.get(profile or "")
+    paper = PROFILES.get(PAPER_PROFILE)
     if prof is None or paper is None:
         return ""
 
@@ -251,12 +275,13 @@ def _departures(page: str, claim: str) -> tuple:
 
 
 def why_ours_may_differ(row: Mapping, page: str = "", profile: Optional[str] = None,
-                        power: float = DEFAULT_POWER) -> str:
+                        power: float = DEFAULT_POWER, settings: Any = None) -> str:
     """Why our verdict row ``row`` (:func:`reidlib.claims.verdicts.summary_table`) may differ from
     the paper's, from recorded facts only: the training seeds, the preconditions (held, failed, not
     checked), the power of the design against the paper's difference, what was resampled, the
-    budget of ``profile`` against the paper profile's and the departures (:data:`DEPARTURES`) that
-    touch the page ``page``'s claim."""
+    budget of ``profile`` (as the page's record kept it, ``settings``: see :func:`_budget_text`)
+    against the paper profile's and the departures (:data:`DEPARTURES`) that touch the page
+    ``page``'s claim."""
     from reidlib.claims.per_query import IDENTITY
     from reidlib.claims.verdicts import resampled_text
 
@@ -283,7 +308,8 @@ def why_ours_may_differ(row: Mapping, page: str = "", profile: Optional[str] = N
     if isinstance(unit, str) and unit and unit != IDENTITY:
         what = resampled_text(row.get("clusters"), unit) or unit
         out.append(f"{what} resampled one by one, not by {IDENTITY} (a narrower interval where they are related)")
-    budget = _budget_text(profile, BUDGETS.get(page) or (("span",) if row.get("metric") == "mean IoU" else ("reid",)))
+    budget = _budget_text(profile, BUDGETS.get(page) or (("span",) if row.get("metric") == "mean IoU" else ("reid",)),
+                          settings)
     if budget:
         out.append(budget)
     deps = _departures(page, str(row.get("claim", "")))
@@ -293,7 +319,7 @@ def why_ours_may_differ(row: Mapping, page: str = "", profile: Optional[str] = N
 
 
 def _comparison_lines(verdicts: pd.DataFrame, pages: Mapping[str, str], profiles: Mapping[str, Optional[str]],
-                      digits: int = 1) -> pd.DataFrame:
+                      digits: int = 1, settings: Optional[Mapping[str, Any]] = None) -> pd.DataFrame:
     """One row per distinct comparison (stated metric): the claim, its reading, our difference with
     its interval, the paper's, the claims of later pages that make the same comparison (``also``),
     the "why ours may differ" clause and the Markdown ``line``."""
@@ -306,7 +332,7 @@ def _comparison_lines(verdicts: pd.DataFrame, pages: Mapping[str, str], profiles
         also = [f"{o['experiment']}: {o['claim']}" for o, s in zip(stated.to_dict(orient="records"), same)
                 if s == where]
         page = pages.get(r["experiment"], "")
-        why = why_ours_may_differ(r, page, profiles.get(page))
+        why = why_ours_may_differ(r, page, profiles.get(page), settings=(settings or {}).get(page))
         reading = r.get("reading") if isinstance(r.get("reading"), str) else r["verdict"]
         whose = "the paper's claim" if r.get("source", "paper") == "paper" else "our test"
         ours = " ".join(p for p in (_signed(r.get("difference"), digits),
@@ -415,6 +441,7 @@ def summarise(results: str | os.PathLike, experiments: Iterable[Experiment], *,
         t = wide_table(root, e, resamples=resamples, seed=seed)
         if t is not None:
             wide[e.name] = t
-    comparisons = _comparison_lines(verdicts, {e.title: e.name for e in experiments}, profiles)
+    comparisons = _comparison_lines(verdicts, {e.title: e.name for e in experiments}, profiles,
+                                    settings={e.name: _settings_of(root, e.name) for e in experiments})
     return Summary(verdicts, side, outcome_counts(verdicts), rank_table(root, experiments, resamples=resamples,
                                                                          seed=seed), wide, comparisons, profiles)

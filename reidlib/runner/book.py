@@ -49,25 +49,27 @@ def data_description(rec: dict) -> str:
     test = f", test set {params['test_size']}" if params.get("test_size") not in (None, "") else ""
     if params.get("data_root"):
         return f"{dataset} at `{params['data_root']}`{test}"
-    from reidlib.study.profiles import PROFILES
-
-    prof = PROFILES.get(rec.get("profile"))
-    preset = f"`{prof.synth_preset}` preset, {prof.image_size} px" if prof else "its profile's preset"
+    prof = rec.get("profile_settings")
+    preset = f"`{prof['synth_preset']}` preset, {prof['image_size']} px" if prof else "its profile's preset"
     seed = (rec.get("seeds_by_meaning") or {}).get("data_seed", params.get("seed"))
     return f"SynthVeRi (synthetic; {preset}, data seed {seed}) in the {dataset} layout and protocol{test}"
 
 
-def budget_description(rec: dict) -> str:
-    """Input size and training budget of the run's profile (what every row of the page trained with)."""
-    from reidlib.study.profiles import PROFILES
+#: what a page says of its budget when its record predates ``profile_settings``
+UNRECORDED_BUDGET = "budget not in this older record (its profile has changed since)"
 
-    prof = PROFILES.get(rec.get("profile"))
-    if prof is None:
-        return ""
-    h, w = prof.input_size
-    return (f"input {h} x {w} px, re-ID models {prof.reid_iters} iterations at P x K = {prof.batch_p} x "
-            f"{prof.batch_k} ({prof.reid_backbone}), SPAN step 1 {prof.span_iters} iterations "
-            f"({prof.span_backbone}), stand-in {prof.pretrain_iters} iterations")
+
+def budget_description(rec: dict) -> str:
+    """Input size and training budget of the run (what every row of the page trained with), from the
+    profile's settings its record kept (``profile_settings``, :func:`reidlib.runner.provenance.provenance`);
+    :data:`UNRECORDED_BUDGET` for an older record, never today's profile in its place."""
+    prof = rec.get("profile_settings")
+    if not prof:
+        return UNRECORDED_BUDGET
+    h, w = prof["input_size"]
+    return (f"input {h} x {w} px, re-ID models {prof['reid_iters']} iterations at P x K = {prof['batch_p']} x "
+            f"{prof['batch_k']} ({prof['reid_backbone']}), SPAN step 1 {prof['span_iters']} iterations "
+            f"({prof['span_backbone']}), stand-in {prof['pretrain_iters']} iterations")
 
 
 def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
@@ -261,7 +263,11 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
     for name in dict.fromkeys(paper["paper"]) if "paper" in paper else []:
         sel = paper[paper["paper"] == name]
         lines.append(f"- *{name}*: {counts(sel)}.")
-    budget = budget_description(rec)
+    records = [json.loads((root / profile / f"{n}.json").read_text()) for n in experiment_order()
+               if (root / profile / f"{n}.json").is_file()]
+    budgets = dict.fromkeys(budget_description(r) for r in records)
+    budget = next(iter(budgets)) if len(budgets) == 1 else \
+        f"at {len(budgets)} different budgets: each page's note states its own"
     times = page_minutes(root / profile)
     if times:
         longest = max(times, key=times.get)

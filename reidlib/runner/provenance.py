@@ -86,6 +86,12 @@ def seeds_used(profile: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
             "trial_seed": parameters.get("trial_seed", 0) if parameters.get("dataset") == "vehicleid" else None}
 
 
+def _profile_settings(profile: str) -> Optional[dict]:
+    from reidlib.study.profiles import PROFILES
+
+    return jsonable(PROFILES[profile].to_dict()) if profile in PROFILES else None
+
+
 def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto") -> dict[str, Any]:
     """What produced a result: code (commit, dirty flag, versions), machine (:func:`machine_record`),
     profile, seeds, parameters."""
@@ -115,6 +121,9 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
         "torch_threads": torch.get_num_threads(),
         **machine_record(),
         "profile": profile,
+        # the profile's settings as this run read them (its budget: iterations, sizes, backbones), so
+        # a page states what it ran even after the profile changes
+        "profile_settings": _profile_settings(profile),
         "seeds": by_meaning["training_seeds"],     # the training seeds (one model per seed and row)
         "seeds_by_meaning": by_meaning,
         "parameters": jsonable(dict(parameters)),
