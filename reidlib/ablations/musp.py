@@ -211,7 +211,7 @@ __all__ += ["FORMATION_MARGIN", "musp_mechanism_facts"]
 #: overrides of the row (dotted keys, ``model.kwargs`` merged), and the pseudo-key ``schedule``: the
 #: profile's schedule stretched by that factor (length, warm-up, decays and validation points,
 #: :func:`stretched_schedule`). Not tried: a higher input resolution (the attention maps are
-#: 8 x 8 at the cpu profile's 128 px; 256 px costs about four times as much per iteration).
+#: 8 x 8 at the cpu profile's 128 px; 256 px has four times the pixels per image, not timed here).
 MUSP_PILOT_SETTINGS: dict[str, dict] = {
     "profile's": {},
     "diversity x10": {"model.kwargs": {"div_weight": 10.0}},      # eq. (14)'s weight in eq. (11)

@@ -54,11 +54,11 @@ def job_slots(jobs: int, gpus: list[str], cores: Optional[int] = None) -> list[d
     return slots
 
 
-#: what the `cpu` profile's budget was measured on, and what the same run took on a CPU without
+#: what the `cpu` profile's budget was planned from, and what the same run took on a CPU without
 #: native bfloat16 (the stand-in of the pretraining page, seconds per iteration on 2 cores)
-BF16_BUDGET_NOTE = ("the cpu profile's budget (about 3 h, at most 45 min a page) was measured with bf16 autocast "
-                    "on 2 cores with AMX; the stand-in took 2.47 s an iteration in float32 on 2 AVX2 cores "
-                    "against 0.69 s there")
+BF16_BUDGET_NOTE = ("the cpu profile's budget (planned at about 3 h, at most 45 min a page) comes from times "
+                    "measured with bf16 autocast on 2 cores with AMX; the stand-in took 2.47 s an iteration in "
+                    "float32 on 2 AVX2 cores against 0.69 s there")
 
 
 def compute_notice(profile: str, gpus: list[str]) -> Optional[str]:
