@@ -104,7 +104,8 @@ PAGES_THAT_TRAIN_NOTHING = ("synthveri", "summary")
 
 def rerun_box(rec: dict) -> str:
     """How to re-run the page: the exact commands for each profile and for one's own data, with the
-    measured time of the committed run (the GPU time is stated as not measured until a GPU run exists)."""
+    measured time of the committed run (the GPU time is not measured until a GPU run exists: the box points
+    to the counted estimate of :mod:`reidlib.study.cost`)."""
     name, profile = rec.get("name"), rec.get("profile")
     minutes = (rec.get("duration_s") or 0) / 60
     where = f"{rec.get('device')}"
@@ -125,7 +126,8 @@ def rerun_box(rec: dict) -> str:
             + (" (this page trains nothing). " if name in PAGES_THAT_TRAIN_NOTHING else
                ", its trained models included unless the run cache already held them (a page reuses the "
                "models of earlier pages). ") +
-            f"GPU time: not measured yet (no page has run on a GPU). Results land in "
+            f"GPU time: not measured (no page has run on a GPU); {{doc}}`What it costs <../own_data>` "
+            f"estimates each model's GPU minutes and memory from its counted FLOPs. Results land in "
             f"`results/<profile>/{name}.json` and `results/<profile>/{name}/`; `make book` builds the "
             f"book from the most complete profile present. Own data: see *Use your own data*.\n:::")
 
@@ -296,6 +298,10 @@ def prepare(names: Optional[list[str]] = None, run_missing: bool = True) -> list
     written = write_chapter_pages(generated)
     atomic_write_text(generated / "outcome.md", outcome_markdown())
     written.append(generated / "outcome.md")
+    from reidlib.study.cost import costs_markdown   # counted on the meta device: seconds, no GPU
+
+    atomic_write_text(generated / "costs.md", costs_markdown())
+    written.append(generated / "costs.md")
     for name in names or experiment_order():
         src = best_result(name)
         if src is None:
