@@ -86,7 +86,7 @@ def _rows(prof: Profile):
     if prof.init == "standin":
         backbones = dict.fromkeys([prof.reid_backbone, prof.span_backbone])
         for bb in backbones:
-            rows.append((f"stand-in ({bb})", "attribute classification, once per backbone (`init=standin` only)",
+            rows.append((f"stand-in ({bb})", "attribute classification, once per backbone",
                          lambda bb=bb: model_class("attributes")(backbone=bb, last_stride=1), (pk, 3, h, w),
                          prof.pretrain_iters))
     rows.append(("SPAN step 1", "mask network, eq. 6", span_net, span_shape, span_iters))
@@ -137,6 +137,10 @@ def profile_costs(profile: str | Profile = "gpu"):
     return pd.DataFrame(out)
 
 
+#: the Markdown tables' model names (the DataFrame keeps the registry's)
+_LABELS = {"baseline": "strong baseline", "span": "SPAN re-ID", "musp": "MUSP, n = 5"}
+
+
 def costs_markdown(profiles=("gpu", "paper")) -> str:
     """The cost tables of ``profiles`` as Markdown, with what the estimate is based on."""
     rate = reference_flop_rate()
@@ -147,7 +151,8 @@ def costs_markdown(profiles=("gpu", "paper")) -> str:
              f"batches, data loading and evaluation are slower. Read the minutes as an order of "
              f"magnitude (within about 2x). Memory includes {GPU_OVERHEAD_GIB:.0f} GiB for the GPU's "
              f"context. One row is one training run; a page trains one run per training seed of each "
-             f"model it compares, and pages share the runs they have in common."]
+             f"model it compares, and pages share the runs they have in common. The stand-in rows apply only "
+             f"with `init=standin`; a SPAN re-ID step includes its frozen mask network's forward pass."]
     for name in profiles:
         prof = get_profile(name)
         df = profile_costs(prof)
@@ -155,13 +160,13 @@ def costs_markdown(profiles=("gpu", "paper")) -> str:
                  f"counted on it; SPAN step 1 on at most {SPAN_VIEW_CLASSES} x {prof.span_per_view:,} images)"
                  if prof.own_recipes else f"SynthVeRi `{prof.synth_preset}`, one schedule for every model")
         lines = [f"**`{name}` profile**, on {where}; {len(prof.seeds)} training seeds:", "",
-                 "| model | what | input | batch | iterations | GFLOP / iteration | memory (GiB) | "
-                 "estimated GPU minutes |", "|---|---|---|---:|---:|---:|---:|---:|"]
+                 "| model | input | batch | iterations | GFLOP / it. | memory (GiB) | GPU minutes (est.) |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
         for r in df.itertuples(index=False):
             minutes = r[7]
             shown = f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}"
-            lines.append(f"| {r.model} | {r.what} | {r.input} | {r.batch} | {r.iterations:,} | {r[5]:,.0f} | "
-                         f"{r[6]:.1f} | {shown} |")
+            lines.append(f"| {_LABELS.get(r.model, r.model)} | {r.input} | {r.batch} | {r.iterations:,} | "
+                         f"{r[5]:,.0f} | {r[6]:.1f} | {shown} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
