@@ -82,3 +82,16 @@ def test_the_first_screen_says_when_pages_ran_at_different_budgets(tmp_path):
     assert "at 2 different budgets: each page's note states its own" in text
     (tmp_path / "smoke" / "span_losses.json").unlink()
     assert "(input 64 x 64 px, re-ID models 4 iterations" in outcome_markdown(tmp_path)
+
+
+def test_the_note_names_the_cpu_model_and_the_precision_that_built_the_numbers():
+    """bf16 kernels differ between CPUs: a page built on another machine must say which."""
+    from reidlib.runner.book import machine_description, provenance_note, rerun_box
+
+    rec = {**_record("cpu"), "cpu": "AMD EPYC", "precision": "bf16-autocast"}
+    assert machine_description(rec) == "cpu (x86_64, 2 logical cores; AMD EPYC; bfloat16 autocast)"
+    assert "on cpu (x86_64, 2 logical cores; AMD EPYC; bfloat16 autocast): data" in provenance_note(rec)
+    assert "AMD EPYC" in rerun_box(rec)
+    gpu = {**_record("gpu"), "device": "cuda (NVIDIA H200)", "cpu": "AMD EPYC", "precision": "fp32"}
+    assert machine_description(gpu) == "cuda (NVIDIA H200; float32)"      # the host CPU is not the device
+    assert machine_description(_record("cpu")) == "cpu (x86_64, 2 logical cores)"   # an older record

@@ -72,6 +72,21 @@ def budget_description(rec: dict) -> str:
             f"({prof['span_backbone']}), stand-in {prof['pretrain_iters']} iterations")
 
 
+def machine_description(rec: dict) -> str:
+    """The machine a record ran on, with what changes its numbers between machines: the CPU model and
+    the compute precision (bf16 kernels differ between CPUs, so two CPUs' runs are not bit-identical)."""
+    device = str(rec.get("device") or "an unrecorded device")
+    extra = [str(rec["cpu"])] if rec.get("cpu") and str(device).startswith("cpu") else []
+    precision = rec.get("precision")
+    if precision:
+        extra.append({"bf16-autocast": "bfloat16 autocast", "fp32": "float32"}.get(str(precision), str(precision)))
+    if not extra:
+        return device
+    if device.endswith(")"):                       # "cpu (x86_64, 2 logical cores)": one parenthesis
+        return f"{device[:-1]}; {'; '.join(extra)})"
+    return f"{device} ({'; '.join(extra)})"
+
+
 def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     """The note under a page's title: what produced its numbers (data, budget, seeds, code, machine,
     time) and the files behind them (``downloads``: paths relative to the page). A page only the
@@ -91,7 +106,7 @@ def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     lead = ("**Not yet run at a real budget**: only the `smoke` profile (a few iterations on a tiny SynthVeRi) "
             "has run this page, so its numbers show that the code runs, nothing about the papers. ") if smoke else ""
     return (f":::{{{'warning' if smoke else 'note'}}}\n{lead}Executed with profile **{rec.get('profile')}** on "
-            f"{rec.get('device')}: data "
+            f"{machine_description(rec)}: data "
             f"{data_description(rec)}; {budget + '; ' if budget else ''}training seed(s) {seeds}; commit "
             f"{commit}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}; {rec.get('duration_s')} s, "
             f"finished {rec.get('end')}. Raw numbers: " + ", ".join(files or [f"`results/{rec.get('profile')}/"
@@ -108,7 +123,7 @@ def rerun_box(rec: dict) -> str:
     to the counted estimate of :mod:`reidlib.study.cost`)."""
     name, profile = rec.get("name"), rec.get("profile")
     minutes = (rec.get("duration_s") or 0) / 60
-    where = f"{rec.get('device')}"
+    where = machine_description(rec)
     run = "python -m reidlib.runner run"
     return (f":::{{admonition}} Re-run this page\n:class: dropdown\n"
             f"After `make setup` (it creates `.venv`; put `.venv/bin` first on `PATH`), from the "
