@@ -95,3 +95,20 @@ def test_the_note_names_the_cpu_model_and_the_precision_that_built_the_numbers()
     gpu = {**_record("gpu"), "device": "cuda (NVIDIA H200)", "cpu": "AMD EPYC", "precision": "fp32"}
     assert machine_description(gpu) == "cuda (NVIDIA H200; float32)"      # the host CPU is not the device
     assert machine_description(_record("cpu")) == "cpu (x86_64, 2 logical cores)"   # an older record
+
+
+def test_pages_from_several_machines_and_commits_are_counted_not_attributed_to_one(tmp_path):
+    from reidlib.runner.book import outcome_markdown, provenance_note
+
+    shutil.copytree(ROOT / "results" / "smoke", tmp_path / "smoke")
+    one = outcome_markdown(tmp_path)
+    rec_path = tmp_path / "smoke" / "span_losses.json"
+    rec = json.loads(rec_path.read_text())
+    rec_path.write_text(json.dumps({**rec, "commit": "f" * 40, "cpu": "Another CPU"}))
+    two = outcome_markdown(tmp_path)
+    assert " machines at " in two and " commits (each page's note names its own)" in two
+    assert "summed over" in one and "summed over" in two
+    from reidlib.study.profiles import PROFILES
+
+    summary = {**_record("cpu"), "name": "summary", "profile_settings": {**PROFILES["cpu"].to_dict(), "reid_iters": 999}}
+    assert "trains no model" in provenance_note(summary) and "999" not in provenance_note(summary)

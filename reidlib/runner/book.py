@@ -100,7 +100,8 @@ def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
         dirty = ""
     commit = f"`{(rec.get('commit') or 'unknown')[:10]}`{dirty}"
     seeds = ", ".join(str(s) for s in rec.get("seeds") or [])
-    budget = budget_description(rec)
+    budget = ("this page trains no model (its numbers come from the data or from the pages it reads, each "
+              "at its own budget)" if rec.get("name") in PAGES_THAT_TRAIN_NOTHING else budget_description(rec))
     files = [f"[`{Path(d).name}`]({d})" for d in downloads]
     smoke = rec.get("profile") == "smoke"
     lead = ("**Not yet run at a real budget**: only the `smoke` profile (a few iterations on a tiny SynthVeRi) "
@@ -251,6 +252,15 @@ def page_minutes(results: Path) -> dict:
     return out
 
 
+def _where_and_when(records: Sequence[dict]) -> str:
+    """"on MACHINE at commit C", or how many machines and commits the pages ran on when they differ."""
+    machines = dict.fromkeys(machine_description(r) for r in records)
+    commits = dict.fromkeys((r.get("commit") or "unknown")[:10] for r in records)
+    where = f"on {next(iter(machines))}" if len(machines) == 1 else f"on {len(machines)} machines"
+    when = f"at commit `{next(iter(commits))}`" if len(commits) == 1 else f"at {len(commits)} commits"
+    return where + " " + when + ("" if len(machines) == len(commits) == 1 else " (each page's note names its own)")
+
+
 def outcome_markdown(results_root: Optional[Path] = None) -> str:
     """The book's first screen (``book/generated/outcome.md``, included by the intro): what the most
     complete results present say, counted over distinct comparisons from their per-query files
@@ -288,13 +298,14 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
     times = page_minutes(root / profile)
     if times:
         longest = max(times, key=times.get)
-        lines.append(f"\nThe committed {profile} run took **{sum(times.values()):.0f} min** in all for "
-                     f"{len(times)} pages (the longest, {longest}, {times[longest]:.0f} min; each page's time is "
-                     f"in its *Re-run this page* box).")
+        lines.append(f"\nThe committed {profile} pages took **{sum(times.values()):.0f} min** in all, summed over "
+                     f"{len(times)} pages each timed in its own run (a page's time leaves out the models an "
+                     f"earlier page had already trained; the longest, {longest}, {times[longest]:.0f} min; each "
+                     f"page's time is in its *Re-run this page* box).")
     missing = [n for n in experiment_order() if not (root / profile / f"{n}.json").is_file()]
     lines.append(f"\nEvery number{' on the other pages' if missing else ''} is from the **{profile}** profile ({budget}) on "
-                 f"{data_description(rec)}, run on {rec.get('device')} at commit "
-                 f"`{(rec.get('commit') or 'unknown')[:10]}`: what a small synthetic setup can tell about "
+                 f"{data_description(rec)}, run {_where_and_when(records or [rec])}: what a small synthetic "
+                 f"setup can tell about "
                  f"the papers' ideas, not a replication of their real-data numbers. "
                  f"{{doc}}`The summary <generated/summary>` lists each claim, and each page says why a "
                  f"verdict may differ from the paper's.")
