@@ -11,7 +11,7 @@ No page of this book has run on a GPU, so its GPU times are estimates, built in 
    "Training performance: NVIDIA DGX A100"), with the FLOPs of that step counted by the same
    counter. A newer GPU (an H100 or H200) is faster; the small batches of re-ID (32-64 images),
    the data loading and the evaluation passes are slower than that benchmark. Read the minutes as
-   an order of magnitude (within about 2x), not as a measurement.
+   an order of magnitude: no GPU run has checked them.
 
 Memory is weights + gradients + optimiser state + the activations kept for the backward pass, in
 bfloat16 (see :mod:`reidlib.engine.cost`); a GPU needs about 1 GiB more for its context and
@@ -53,14 +53,16 @@ def reference_flop_rate() -> float:
     return cost.flops / REFERENCE_BATCH * REFERENCE_IMAGES_PER_S
 
 
-def _epochs_to_iters(cfg, batch: int, images: int) -> int:
-    if cfg.optim.unit != "epoch":
-        return int(cfg.optim.max_iters)
-    return int(round(float(cfg.optim.max_iters) * max(1, images // batch)))
+def _iterations(cfg, batch: int, images: int) -> int:
+    """The run's length in iterations, as the trainer converts it (:func:`reidlib.engine.training.schedule`;
+    an epoch is ``images // batch`` batches, as the P x K and shuffled samplers count it)."""
+    from reidlib.engine.training import schedule
+
+    return schedule(cfg, max(1, images // batch))[0]
 
 
 def _rows(prof: Profile):
-    """``(model, what it is, build, input shape, iterations)`` of every model the profile trains."""
+    """``(model, build, input shape, iterations)`` of every model the profile trains."""
     from reidlib.config import load_config
     from reidlib.models.registry import build_model, model_class
 
@@ -70,7 +72,7 @@ def _rows(prof: Profile):
     span_shape = (prof.span_batch, 3, prof.span_size, prof.span_size)
     span_images = SPAN_VIEW_CLASSES * prof.span_per_view
     if prof.own_recipes:                              # SPAN's public code: 10 epochs of its subset
-        span_iters = _epochs_to_iters(load_config(model="span-masks"), prof.span_batch, span_images)
+        span_iters = _iterations(load_config(model="span-masks"), prof.span_batch, span_images)
     else:
         span_iters = prof.span_iters
 
@@ -86,24 +88,19 @@ def _rows(prof: Profile):
     if prof.init == "standin":
         backbones = dict.fromkeys([prof.reid_backbone, prof.span_backbone])
         for bb in backbones:
-            rows.append((f"stand-in ({bb})", "attribute classification, once per backbone",
-                         lambda bb=bb: model_class("attributes")(backbone=bb, last_stride=1), (pk, 3, h, w),
+            rows.append((f"stand-in ({bb})", lambda bb=bb: model_class("attributes")(backbone=bb, last_stride=1), (pk, 3, h, w),
                          prof.pretrain_iters))
-    rows.append(("SPAN step 1", "mask network, eq. 6", span_net, span_shape, span_iters))
+    rows.append(("SPAN step 1", span_net, span_shape, span_iters))
     if prof.fg_source == "grabcut":
-        rows.append(("foreground network", "SPAN's source of V (public code)",
-                     lambda: model_class("foreground")(backbone=prof.span_backbone), span_shape, span_iters))
+        rows.append(("foreground network", lambda: model_class("foreground")(backbone=prof.span_backbone), span_shape, span_iters))
     span_kwargs = {"dim": prof.feat_dim}
     if prof.span_size != h:
         span_kwargs["span_input_size"] = (prof.span_size, prof.span_size)
-    reid = {"baseline": ("strong baseline", {}),
-            "span": ("SPAN re-ID (frozen SPAN inside)", span_kwargs),
-            "musp": ("MUSP, n = 5", {})}
-    for name, (what, kwargs) in reid.items():
+    for name, kwargs in {"baseline": {}, "span": span_kwargs, "musp": {}}.items():
         if prof.own_recipes:
             cfg = load_config(model=name)
             batch = cfg.data.p * cfg.data.k
-            iters = _epochs_to_iters(cfg, batch, VERI776_TRAIN_IMAGES)
+            iters = _iterations(cfg, batch, VERI776_TRAIN_IMAGES)
         else:
             batch, iters = pk, prof.reid_iters
         structural = {"last_stride": 1} if name != "musp" else {}
@@ -112,7 +109,7 @@ def _rows(prof: Profile):
             extra = {"span": frozen_span()} if name == "span" else {}
             return build_model(name, num_classes=n_classes, backbone=prof.reid_backbone, **structural,
                                **kwargs, **extra)
-        rows.append((name, what, build, (batch, 3, h, w), iters))
+        rows.append((name, build, (batch, 3, h, w), iters))
     return rows
 
 
@@ -128,16 +125,17 @@ def profile_costs(profile: str | Profile = "gpu"):
     prof = get_profile(profile) if isinstance(profile, str) else profile
     rate = reference_flop_rate()
     out = []
-    for name, what, build, shape, iters in _rows(prof):
+    for name, build, shape, iters in _rows(prof):
         cost = training_step_cost(build, shape)
-        out.append({"model": name, "what": what, "input": f"{shape[2]} x {shape[3]}", "batch": shape[0],
+        out.append({"model": name, "input": f"{shape[2]} x {shape[3]}", "batch": shape[0],
                     "iterations": iters, "GFLOP / iteration": cost.flops / 1e9,
                     "memory (GiB)": cost.memory_bytes / 2 ** 30 + GPU_OVERHEAD_GIB,
                     "estimated GPU minutes": cost.flops * iters / rate / 60})
     return pd.DataFrame(out)
 
 
-#: the Markdown tables' model names (the DataFrame keeps the registry's)
+#: the Markdown tables' model names (the DataFrame keeps the registry's; a SPAN re-ID step includes
+#: its frozen mask network's forward pass)
 _LABELS = {"baseline": "strong baseline", "span": "SPAN re-ID", "musp": "MUSP, n = 5"}
 
 
@@ -149,7 +147,7 @@ def costs_markdown(profiles=("gpu", "paper")) -> str:
              f"batch, `reidlib.study.cost`) and converted at {rate / 1e12:.0f} TFLOP/s, the rate that "
              f"{REFERENCE_SOURCE} implies under the same count. A newer GPU is faster; re-ID's small "
              f"batches, data loading and evaluation are slower. Read the minutes as an order of "
-             f"magnitude (within about 2x). Memory includes {GPU_OVERHEAD_GIB:.0f} GiB for the GPU's "
+             f"magnitude: no GPU run has checked them. Memory includes {GPU_OVERHEAD_GIB:.0f} GiB for the GPU's "
              f"context. One row is one training run; a page trains one run per training seed of each "
              f"model it compares, and pages share the runs they have in common. The stand-in rows apply only "
              f"with `init=standin`; a SPAN re-ID step includes its frozen mask network's forward pass."]
@@ -162,11 +160,11 @@ def costs_markdown(profiles=("gpu", "paper")) -> str:
         lines = [f"**`{name}` profile**, on {where}; {len(prof.seeds)} training seeds:", "",
                  "| model | input | batch | iterations | GFLOP / it. | memory (GiB) | GPU minutes (est.) |",
                  "|---|---|---:|---:|---:|---:|---:|"]
-        for r in df.itertuples(index=False):
-            minutes = r[7]
+        for r in df.to_dict("records"):
+            minutes = r["estimated GPU minutes"]
             shown = f"{minutes:.0f}" if minutes >= 10 else f"{minutes:.1f}"
-            lines.append(f"| {_LABELS.get(r.model, r.model)} | {r.input} | {r.batch} | {r.iterations:,} | "
-                         f"{r[5]:,.0f} | {r[6]:.1f} | {shown} |")
+            lines.append(f"| {_LABELS.get(r['model'], r['model'])} | {r['input']} | {r['batch']} | "
+                         f"{r['iterations']:,} | {r['GFLOP / iteration']:,.0f} | {r['memory (GiB)']:.1f} | {shown} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
