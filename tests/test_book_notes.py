@@ -97,6 +97,18 @@ def test_the_note_names_the_cpu_model_and_the_precision_that_built_the_numbers()
     assert machine_description(_record("cpu")) == "cpu (x86_64, 2 logical cores)"   # an older record
 
 
+def test_a_run_with_fewer_threads_than_cores_says_so_beside_its_time():
+    """Two notebooks side by side, one thread each: each page's time is not the page alone on the machine."""
+    from reidlib.runner.book import provenance_note, rerun_box, thread_description
+
+    one = {**_record("cpu"), "torch_threads": 1, "duration_s": 3771.2}
+    assert thread_description(one) == " with 1 compute thread of 2 cores (another notebook ran beside it)"
+    assert "3771.2 s with 1 compute thread of 2 cores" in provenance_note(one)
+    assert "min** on cpu (x86_64, 2 logical cores) with 1 compute thread" in rerun_box(one)
+    assert thread_description({**one, "torch_threads": 2}) == ""
+    assert thread_description(_record("cpu")) == ""          # an older record without the count
+
+
 def test_pages_from_several_machines_and_commits_are_counted_not_attributed_to_one(tmp_path):
     from reidlib.runner.book import outcome_markdown, provenance_note
 

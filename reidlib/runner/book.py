@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,18 @@ def machine_description(rec: dict) -> str:
     return f"{device} ({'; '.join(extra)})"
 
 
+def thread_description(rec: dict) -> str:
+    """How many compute threads the run had, when it had fewer than the machine's cores (e.g. one of
+    two notebooks run side by side, one thread each): its time is then not the page's time alone on
+    the whole machine. Empty when it had every core or the record does not say."""
+    threads = rec.get("torch_threads")
+    cores = re.search(r"(\d+) logical cores?", str(rec.get("device") or ""))
+    if not threads or not cores or int(threads) >= int(cores.group(1)):
+        return ""
+    return (f" with {int(threads)} compute thread{'s' if int(threads) != 1 else ''} of {cores.group(1)} cores "
+            f"(another notebook ran beside it)")
+
+
 def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     """The note under a page's title: what produced its numbers (data, budget, seeds, code, machine,
     time) and the files behind them (``downloads``: paths relative to the page). A page only the
@@ -109,7 +122,7 @@ def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
     return (f":::{{{'warning' if smoke else 'note'}}}\n{lead}Executed with profile **{rec.get('profile')}** on "
             f"{machine_description(rec)}: data "
             f"{data_description(rec)}; {budget + '; ' if budget else ''}training seed(s) {seeds}; commit "
-            f"{commit}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}; {rec.get('duration_s')} s, "
+            f"{commit}, reidlib {rec.get('reidlib')}, torch {rec.get('torch')}; {rec.get('duration_s')} s{thread_description(rec)}, "
             f"finished {rec.get('end')}. Raw numbers: " + ", ".join(files or [f"`results/{rec.get('profile')}/"
                                                                          f"{rec.get('name')}.json`"]) + ".\n:::")
 
@@ -138,7 +151,7 @@ def rerun_box(rec: dict) -> str:
             f"    -p init=/data/resnet50.pth \\\n"
             f"    -p span_init=/data/resnet34.pth\n"
             f"```\n\n"
-            f"The committed run ({profile}) took **{minutes:.1f} min** on {where}"
+            f"The committed run ({profile}) took **{minutes:.1f} min** on {where}{thread_description(rec)}"
             + (" (this page trains nothing). " if name in PAGES_THAT_TRAIN_NOTHING else
                ", its trained models included unless the run cache already held them (a page reuses the "
                "models of earlier pages). ") +
