@@ -102,11 +102,23 @@ def test_a_run_with_fewer_threads_than_cores_says_so_beside_its_time():
     from reidlib.runner.book import provenance_note, rerun_box, thread_description
 
     one = {**_record("cpu"), "torch_threads": 1, "duration_s": 3771.2}
-    assert thread_description(one) == " with 1 compute thread of 2 cores (another notebook ran beside it)"
+    assert thread_description(one) == " with 1 compute thread of 2 cores"
     assert "3771.2 s with 1 compute thread of 2 cores" in provenance_note(one)
     assert "min** on cpu (x86_64, 2 logical cores) with 1 compute thread" in rerun_box(one)
     assert thread_description({**one, "torch_threads": 2}) == ""
     assert thread_description(_record("cpu")) == ""          # an older record without the count
+
+
+def test_the_first_screen_says_when_summed_page_times_overlap(tmp_path):
+    """Pages timed at fewer threads than cores may have run side by side: their sum is not wall time."""
+    from reidlib.runner.book import outcome_markdown
+
+    shutil.copytree(ROOT / "results" / "smoke", tmp_path / "smoke")
+    assert "fewer compute threads" not in outcome_markdown(tmp_path)
+    rec_path = tmp_path / "smoke" / "span_losses.json"
+    rec = json.loads(rec_path.read_text())
+    rec_path.write_text(json.dumps({**rec, "torch_threads": 1, "device": "cpu (x86_64, 2 logical cores)"}))
+    assert "; 1 of them ran with fewer compute threads than the machine's cores" in outcome_markdown(tmp_path)
 
 
 def test_pages_from_several_machines_and_commits_are_counted_not_attributed_to_one(tmp_path):

@@ -89,15 +89,14 @@ def machine_description(rec: dict) -> str:
 
 
 def thread_description(rec: dict) -> str:
-    """How many compute threads the run had, when it had fewer than the machine's cores (e.g. one of
-    two notebooks run side by side, one thread each): its time is then not the page's time alone on
-    the whole machine. Empty when it had every core or the record does not say."""
+    """How many compute threads the run had, when it had fewer than the machine's cores (e.g. two
+    notebooks run side by side, one thread each): its time is then not the page alone on the whole
+    machine. Empty when it had every core or the record does not say."""
     threads = rec.get("torch_threads")
     cores = re.search(r"(\d+) logical cores?", str(rec.get("device") or ""))
     if not threads or not cores or int(threads) >= int(cores.group(1)):
         return ""
-    return (f" with {int(threads)} compute thread{'s' if int(threads) != 1 else ''} of {cores.group(1)} cores "
-            f"(another notebook ran beside it)")
+    return f" with {int(threads)} compute thread{'s' if int(threads) != 1 else ''} of {cores.group(1)} cores"
 
 
 def provenance_note(rec: dict, downloads: Sequence[str] = ()) -> str:
@@ -314,7 +313,11 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
         lines.append(f"\nThe committed {profile} pages took **{sum(times.values()):.0f} min** in all, summed over "
                      f"{len(times)} pages each timed in its own run (a page's time leaves out the models an "
                      f"earlier page had already trained; the longest, {longest}, {times[longest]:.0f} min; each "
-                     f"page's time is in its *Re-run this page* box).")
+                     f"page's time is in its *Re-run this page* box)"
+                     + (f"; {fewer} of them ran with fewer compute threads than the machine's cores, so their "
+                        f"times are not the page alone on the machine" if (fewer := sum(
+                            bool(thread_description(r)) for r in records if r.get("name") in times)) else "")
+                     + ".")
     missing = [n for n in experiment_order() if not (root / profile / f"{n}.json").is_file()]
     lines.append(f"\nEvery number{' on the other pages' if missing else ''} is from the **{profile}** profile ({budget}) on "
                  f"{data_description(rec)}, run {_where_and_when(records or [rec])}: what a small synthetic "
