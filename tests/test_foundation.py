@@ -126,7 +126,8 @@ def test_runner_writes_notebook_metrics_and_provenance(toy_dirs, monkeypatch):
 
 def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch):
     """``commit`` is ``git rev-parse HEAD``; ``dirty`` is whether a tracked file outside results/
-    differs from it (untracked files and results/ do not count), as ``git status --porcelain``."""
+    differs from it or a file under reidlib/ is untracked (other untracked files and results/ do not
+    count), as ``git status --porcelain``."""
     git = _git_repo(tmp_path)
     monkeypatch.setenv("REIDLIB_HOME", str(tmp_path))
     first = git("rev-parse", "HEAD")
@@ -137,6 +138,12 @@ def test_provenance_records_the_real_commit_and_dirty_flag(tmp_path, monkeypatch
     (tmp_path / "untracked.txt").write_text("x")
     (tmp_path / "results" / "r.json").write_text('{"new": 1}')
     assert provenance("smoke", {})["dirty"] is False
+    # a library module no commit holds ran too: the run is dirty and the record names it
+    (tmp_path / "reidlib" / "ablations").mkdir(parents=True)
+    (tmp_path / "reidlib" / "ablations" / "new_page.py").write_text("x = 1\n")
+    p = provenance("smoke", {})
+    assert p["dirty"] is True and p["dirty_paths"] == ["reidlib/ablations/new_page.py"]
+    (tmp_path / "reidlib" / "ablations" / "new_page.py").unlink()
     (tmp_path / "a.txt").write_text("2\n")
     assert git("status", "--porcelain", "--untracked-files=no") != ""
     assert provenance("smoke", {})["dirty"] is True
@@ -157,9 +164,14 @@ def test_provenance_of_this_checkout():
                               check=True).stdout.strip()
 
     status = ("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
-    before = bool(git(*status))
+    new_code = ("status", "--porcelain", "--untracked-files=all", "--", "reidlib")
+
+    def dirty():
+        return bool(git(*status)) or any(line.startswith("??") for line in git(*new_code).splitlines())
+
+    before = dirty()
     p = provenance("smoke", {})
-    after = bool(git(*status))
+    after = dirty()
     assert p["commit"] == git("rev-parse", "HEAD") and len(p["commit"]) == 40
     if before == after:                                   # (other processes may edit the checkout)
         assert p["dirty"] is before

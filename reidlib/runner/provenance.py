@@ -103,11 +103,18 @@ def provenance(profile: str, parameters: Mapping[str, Any], device: str = "auto"
     from reidlib.utils.device import device_name, resolve_device
 
     status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    # the library's own files that the commit does not hold (a new module a notebook imports ran,
+    # but no commit has it): they make a run dirty too
+    new_code = _git("status", "--porcelain", "--untracked-files=all", "--", "reidlib")
+    new_code = "\n".join(line for line in (new_code or "").splitlines() if line.startswith("??"))
+    if new_code:
+        status = "\n".join(x for x in (status, new_code) if x)
     by_meaning = seeds_used(profile, parameters)
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
-        # which tracked files differed from the commit (``git status --porcelain`` paths)
+        # which tracked files differed from the commit, and which of the library's files it lacks
+        # (``git status --porcelain`` paths)
         "dirty_paths": [re.sub(r"^\s*\S{1,2}\s+", "", line).split(" -> ")[-1] for line in status.splitlines()]
         if status else [],
         "reidlib": reidlib.__version__,
