@@ -9,6 +9,7 @@ the paper's numbers, its claims, its figures' captions) in the module of its par
 * :mod:`~reidlib.ablations.span`: SPAN's masks, Tables 1 and 2, the (a, m) sweep;
 * :mod:`~reidlib.ablations.multidigit`: SPAN's Fig. 4 (weakly supervised digit localisation);
 * :mod:`~reidlib.ablations.musp`: whether MUSP's attentions form (a pilot), its Tables 5, 6 and 7;
+* :mod:`~reidlib.ablations.schedule`: each headline model at the profile's schedule and four times it;
 * :mod:`~reidlib.ablations.viewpoints`: every model split by the view relation of query and gallery;
 * :mod:`~reidlib.ablations.summary`: every claim's verdict.
 
@@ -22,6 +23,7 @@ from reidlib.ablations.experiment import Experiment, Page
 from reidlib.ablations.multidigit import MULTIDIGIT
 from reidlib.ablations.musp import MUSP_ACTIVATION, MUSP_ATTENTIONS, MUSP_ESE, MUSP_PILOT
 from reidlib.ablations.pretraining import PRETRAINING, STANDIN_GAIN
+from reidlib.ablations.schedule import SCHEDULE
 from reidlib.ablations.span import SPAN_AGGREGATION, SPAN_HYPERPARAMS_PAGE, SPAN_LOSSES, SPAN_MASKS, SPAN_PILOT
 from reidlib.ablations.summary import SUMMARY
 from reidlib.ablations.viewpoints import VIEWPOINTS
@@ -33,7 +35,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     SYNTHVERI, PRETRAINING,
     SPAN_PILOT, SPAN_MASKS, SPAN_LOSSES, SPAN_AGGREGATION, SPAN_HYPERPARAMS_PAGE, MULTIDIGIT,
     MUSP_PILOT, MUSP_ATTENTIONS, MUSP_ESE, MUSP_ACTIVATION,
-    STANDIN_GAIN, VIEWPOINTS, SUMMARY,
+    STANDIN_GAIN, SCHEDULE, VIEWPOINTS, SUMMARY,
 )
 
 #: every claim of the book, in book order
