@@ -30,6 +30,7 @@ def test_the_outcome_names_the_pages_the_profile_has_not_run(tmp_path):
     shutil.copytree(ROOT / "results" / "smoke", tmp_path / "smoke")
     complete = outcome_markdown(tmp_path)
     assert "Not yet run" not in complete and "Every number is from the **smoke** profile" in complete
+    assert "**Would a longer schedule change that?** {doc}`Trained 4x longer <generated/schedule>`" in complete
     (tmp_path / "smoke" / "viewpoints.json").unlink()
     partial = outcome_markdown(tmp_path)
     title = experiment("viewpoints").title

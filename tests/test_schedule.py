@@ -104,3 +104,24 @@ def test_the_page_is_in_the_book_before_the_summary():
     names = [e.name for e in EXPERIMENTS]
     assert names.index("schedule") < names.index("summary")
     assert all(c.source == "ours" for c in EXPERIMENTS[names.index("schedule")].claims)
+
+
+def test_the_first_screen_sentence_counts_plateaus_and_gives_each_claims_verdict_and_why():
+    from reidlib.ablations.schedule import SCHEDULES, row_name, schedule_outcome
+
+    converged = {row_name("baseline", SCHEDULES[0]): [False, "still improving"], row_name("baseline", SCHEDULES[1]): [True, ""],
+                 row_name("MUSP (n = 5)", SCHEDULES[0]): [True, ""], row_name("MUSP (n = 5)", SCHEDULES[1]): [True, ""]}
+    claims = [{"claim": "trained 4x longer, A beats B", "metric": "mAP", "stated": True, "verdict": "not tested here",
+               "difference": 2.46, "low": 0.68, "high": 4.12, "detectable": 2.5,
+               "preconditions": "failed: mechanism formed; checked: models converged"},
+              {"claim": "trained 4x longer, A beats B", "metric": "R1", "stated": False, "verdict": "contradicted",
+               "difference": -3.0, "low": -5.0, "high": -1.0, "detectable": 5.0, "preconditions": ""},
+              {"claim": "trained 4x longer, C beats B", "metric": "mAP", "stated": True, "verdict": "inconclusive",
+               "difference": 0.08, "low": -1.5, "high": 1.66, "detectable": 2.26,
+               "preconditions": "checked: models converged, mechanism formed"}]
+    text = schedule_outcome({"metrics": {"facts": {"converged": converged}, "claims": claims}})
+    assert "1 of 2 at the profile's schedule, 2 of 2 at the schedule x4." in text
+    assert "- Trained 4x longer, A beats B: **not tested here** (+2.5 [+0.7, +4.1] mAP; failed precondition: mechanism formed)." in text
+    assert "- Trained 4x longer, C beats B: **inconclusive** (+0.1 [-1.5, +1.7] mAP; the smallest difference these runs would detect: 2.3)." in text
+    assert "R1" not in text                                   # only each claim's stated metric
+    assert "<generated/schedule>" in text

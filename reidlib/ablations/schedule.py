@@ -26,7 +26,7 @@ from reidlib.claims.verdicts import beats, reid_claim
 from reidlib.study import Study, Variant
 
 __all__ = ["SCHEDULE_FACTOR", "SCHEDULE_MODELS", "SCHEDULES", "schedule_variants", "schedule_table",
-           "schedule_reading", "schedule_mechanism", "SCHEDULE"]
+           "schedule_reading", "schedule_mechanism", "schedule_outcome", "SCHEDULE"]
 
 #: how many times the profile's schedule the long rows train
 SCHEDULE_FACTOR = 4.0
@@ -178,6 +178,32 @@ def schedule_mechanism(study: Study) -> tuple[dict, pd.DataFrame]:
     facts = {MECHANISM: {**span_facts.get(MECHANISM, {}), **musp_facts.get(MECHANISM, {})}}
     musp_table = musp_table.assign(kind="model (MUSP's attentions)")
     return facts, pd.concat([span_table, musp_table])
+
+
+def schedule_outcome(record: Mapping[str, Any], link: str = "generated/schedule") -> str:
+    """The first screen's sentence on this page (``record``: its results file, ``schedule.json``):
+    how many models converged at each schedule, and each claim's verdict on its stated metric, with
+    the difference, its interval and the preconditions that failed."""
+    facts = (record.get("metrics") or {}).get("facts") or {}
+    converged = facts.get("converged") or {}
+    counts = []
+    for s in SCHEDULES:
+        rows = [r for r in converged if r.endswith(s)]
+        counts.append(f"{sum(bool(converged[r][0]) for r in rows)} of {len(rows)} at the {s}")
+    claims = []
+    for c in (record.get("metrics") or {}).get("claims") or []:
+        if not c.get("stated"):
+            continue
+        failed = str(c.get("preconditions") or "").split(";")[0].strip()
+        why = (f"; failed precondition: {failed.removeprefix('failed:').strip()}"
+               if c.get("verdict") == "not tested here" and failed.startswith("failed:") else
+               f"; the smallest difference these runs would detect: {c['detectable']:.1f}"
+               if c.get("verdict") == "inconclusive" and c.get("detectable") is not None else "")
+        claims.append(f"- {c['claim'][0].upper() + c['claim'][1:]}: **{c['verdict']}** ({c['difference']:+.1f} "
+                      f"[{c['low']:+.1f}, {c['high']:+.1f}] {c['metric']}{why}).")
+    return "\n".join([f"**Would a longer schedule change that?** {{doc}}`Trained {SCHEDULE_FACTOR:g}x longer <{link}>` "
+                      f"(first training seed), the headline models that reach a plateau: {', '.join(counts)}.",
+                      *claims])
 
 
 def _long(model: str) -> str:

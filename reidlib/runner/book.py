@@ -302,6 +302,10 @@ def outcome_markdown(results_root: Optional[Path] = None) -> str:
     for name in dict.fromkeys(paper["paper"]) if "paper" in paper else []:
         sel = paper[paper["paper"] == name]
         lines.append(f"- *{name}*: {counts(sel)}.")
+    if (root / profile / "schedule.json").is_file():
+        from reidlib.ablations.schedule import schedule_outcome
+
+        lines.append("\n" + schedule_outcome(json.loads((root / profile / "schedule.json").read_text())))
     records = [json.loads((root / profile / f"{n}.json").read_text()) for n in experiment_order()
                if (root / profile / f"{n}.json").is_file()]
     budgets = dict.fromkeys(budget_description(r) for r in records)
