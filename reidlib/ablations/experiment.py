@@ -126,6 +126,17 @@ class Experiment:
         return text
 
 
+def interval_cell(row: Mapping[str, Any], key: str) -> str:
+    """One table cell for the difference ``row[key]`` with its 95% interval (``row[key + " low"]``,
+    ``row[key + " high"]``), e.g. ``"+5.8 [-2.5, +13.9]"``; empty where the difference is missing."""
+    import pandas as pd
+
+    value = row.get(key)
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:+.1f} [{row[key + ' low']:+.1f}, {row[key + ' high']:+.1f}]"
+
+
 def trial_query_pids(study, results) -> Optional[list]:
     """The queries' vehicle identities of every trial, trials one after another, for ``results``
     evaluated on a protocol with several trials (VehicleID: each trial draws its own gallery, so

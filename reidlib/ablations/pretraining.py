@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reidlib.ablations.experiment import Experiment, FigureText
+from reidlib.ablations.experiment import Experiment, FigureText, interval_cell
 from reidlib.study import Study
 
 __all__ = ["pretraining_design", "leakage_table", "near_duplicates_table", "learning_curve", "transfer_table"]
@@ -188,15 +188,13 @@ def standin_gain_table(results, metrics=("mAP", "R1")) -> pd.DataFrame:
 def standin_gain_display(table: pd.DataFrame, metrics=("mAP", "R1")) -> pd.DataFrame:
     """:func:`standin_gain_table` as the page shows it: per metric the two levels, then each
     difference with its 95% interval in one cell ("+5.8 [-2.5, +13.9]")."""
-    def cell(r, key):
-        return "" if pd.isna(r.get(key)) else f"{r[key]:+.1f} [{r[key + ' low']:+.1f}, {r[key + ' high']:+.1f}]"
-
     rows = []
     for model, r in table.iterrows():
         row = {"model": model}
         for m in metrics:
             row.update({f"{m} random init": f"{r[f'{m} random init']:.1f}", f"{m} stand-in": f"{r[f'{m} stand-in']:.1f}",
-                        f"{m} gain": cell(r, f"{m} gain"), f"{m} gain - baseline's": cell(r, f"{m} gain - baseline's")})
+                        f"{m} gain": interval_cell(r, f"{m} gain"),
+                        f"{m} gain - baseline's": interval_cell(r, f"{m} gain - baseline's")})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from reidlib.ablations.experiment import Experiment, FigureText, intervals_caption
+from reidlib.ablations.experiment import Experiment, FigureText, interval_cell, intervals_caption
 from reidlib.claims.verdicts import beats, reid_claim
 from reidlib.study import Study, Variant
 
@@ -113,18 +113,15 @@ def schedule_display(table: pd.DataFrame, metric: str = "mAP") -> pd.DataFrame:
     """:func:`schedule_table` as the page shows it: each difference with its interval in one cell."""
     base = SCHEDULE_MODELS[0]
 
-    def cell(r, key):
-        return "" if pd.isna(r.get(key)) else f"{r[key]:+.1f} [{r[key + ' low']:+.1f}, {r[key + ' high']:+.1f}]"
-
     rows = []
     for model, r in table.iterrows():
         row = {"model": model}
         for s in SCHEDULES:
             row[f"{metric}, {s}"] = f"{r[f'{metric}, {s}']:.1f}"
             row[f"last-quarter change, {s}"] = f"{r[f'last-quarter change, {s}']:+.1f}"
-        row["gain from the longer schedule"] = cell(r, "gain")
+        row["gain from the longer schedule"] = interval_cell(r, "gain")
         for s in SCHEDULES:
-            row[f"vs {base}, {s}"] = cell(r, f"vs {base}, {s}")
+            row[f"vs {base}, {s}"] = interval_cell(r, f"vs {base}, {s}")
         rows.append(row)
     return pd.DataFrame(rows)
 
