@@ -223,3 +223,51 @@ def test_a_smoke_notebook_reruns_bit_identically(tmp_path, monkeypatch):
     for key in ("cpu", "cpu_flags", "cpu_capability", "backends", "numpy"):
         assert one[key] == two[key]
     assert not list((first / "data").glob("*/.reidlib-cache"))       # nothing beside the data
+
+
+def test_test_features_are_extracted_once_per_run_and_give_the_same_numbers(tmp_path, monkeypatch):
+    """A cached run's test features are kept beside it: a second evaluation (another distance,
+    another page) ranks the kept features and gives the same metrics as extracting them again; a
+    damaged file is re-made, and a model that is not a cached run keeps nothing."""
+    from reidlib.engine import evaluation
+
+    monkeypatch.setenv("REIDLIB_HOME", str(tmp_path / "home"))
+    root = make_tiny_veri(tmp_path / "veri")
+    study = Study("smoke", "cpu", data_root=str(root), cache_dir=str(tmp_path / "runs"), init="random",
+                  overrides=TINY)
+    model, info = study.reid_model("baseline", 0)
+    out = Path(info["out_dir"])
+    calls = []
+    real = evaluation.extract_features
+
+    def counting(*a, **k):
+        before = len(k["cache"])
+        res = real(*a, **k)
+        calls.append(len(k["cache"]) - before)       # images extracted by this call
+        return res
+
+    monkeypatch.setattr(evaluation, "extract_features", counting)
+    first = study.evaluate(model)
+    kept = sorted(out.glob("test-features-*.pt"))
+    assert len(kept) == 1 and sum(calls) > 0
+    calls.clear()
+    fresh, _ = study.reid_model("baseline", 0)                       # loaded from the cache: a new object
+    again = study.evaluate(fresh)
+    assert sum(calls) == 0                                           # nothing extracted again
+    for m in ("R1", "R5", "mAP", "mINP"):
+        assert again[m] == first[m]
+    assert torch.equal(again["query"]["feats"], first["query"]["feats"])
+    other = study.evaluate(fresh, distance="cosine")                 # another distance, same features
+    assert sum(calls) == 0 and other["distance"] == "cosine"
+
+    kept[0].write_bytes(b"not a torch file")                         # damaged: extracted again, re-made
+    redone = study.evaluate(fresh)
+    assert sum(calls) > 0 and redone["mAP"] == first["mAP"]
+    assert torch.load(kept[0], weights_only=True)["feats"].shape[0] == sum(calls)
+
+    from reidlib.models.registry import build_model
+
+    calls.clear()
+    loose = build_model("baseline", 4, backbone="resnet18", last_stride=1).eval()
+    study.evaluate(loose)
+    assert sum(calls) > 0 and sorted(out.glob("test-features-*.pt")) == kept   # nothing kept for it

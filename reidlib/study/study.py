@@ -171,6 +171,9 @@ class Study:
         self._resolve_inits()
         self._weights: dict[str, Optional[str]] = {}
         self._standins: dict[str, str] = {}      # stand-in weight file -> its backbone (made when needed)
+        import weakref
+
+        self._run_of = weakref.WeakKeyDictionary()   # cached model -> its run folder (test-feature cache)
 
     # ---------------------------------------------------------------- data
     @property
@@ -530,6 +533,7 @@ class Study:
         with file_lock(out.parent / f".{out.name}.lock"):
             if run_complete(out):
                 model, _ = load_model(model_file)
+                self._run_of[model] = out
                 return model.eval(), {"out_dir": str(out), "cached": True}
             self._prepare(cfg)
             cfg = cfg.copy()
@@ -541,6 +545,8 @@ class Study:
             res = train(cfg, resume=resume)
             if not self.keep_state and run_complete(out):
                 _drop_training_state(out)
+        if run_complete(out):
+            self._run_of[res.model] = out
         return res.model.eval(), {"out_dir": str(out), "cached": False, "seconds": round(res.seconds, 1),
                                   "final_log": res.history[-1] if res.history else None}
 
@@ -690,8 +696,39 @@ class Study:
                              "data.num_workers": 0, "data.dataset": self.dataset,
                              "eval.batch_size": self.prof.eval_batch, "eval.num_workers": 0,
                              "train.device": self.device})
-        return evaluate_reid(model, self.data if data is None else data, cfg, distance=distance,
-                             return_features=features, return_distmat=distmat, features=self.ranked_features(model))
+        ranked = self.ranked_features(model)
+        store = self._test_feature_file(model, ranked) if data is None else None
+        cache = _load_feature_cache(store) if store is not None else None
+        known = None if cache is None else len(cache)
+        ev = evaluate_reid(model, self.data if data is None else data, cfg, distance=distance,
+                           return_features=features, return_distmat=distmat, features=ranked,
+                           feature_cache=cache)
+        if store is not None and len(cache) != known:
+            _save_feature_cache(store, cache)
+        return ev
+
+    def _test_feature_file(self, model, ranked: str) -> Optional[Path]:
+        """Where the test-image features of a cached run's ``model`` are kept:
+        ``<run>/test-features-<hash>.pt``, the hash over what decides them besides the weights (the
+        dataset folder and, for a user's folder, its content fingerprint; the layout; the vectors
+        ranked; the input size; the device kind). A page that evaluates one trained model under
+        several distances (Table 2's rows, the viewpoint breakdown, the reference rows of later
+        pages) extracts its features once; only the ranking is repeated. None for a model that is
+        not a finished cached run, or under a multi-process group (each rank holds a share)."""
+        from reidlib.engine import distributed as ddp
+        from reidlib.models.output import resolve_features
+        from reidlib.utils.device import resolve_device
+
+        out = self._run_of.get(model)
+        if out is None or ddp.is_distributed():
+            return None
+        from reidlib.data.fingerprint import dataset_fingerprint
+
+        own_data = dataset_fingerprint(self.root_path) if self.data_root else None
+        key = _hash(["test features", str(os.path.abspath(self.root_path)), own_data, self.dataset,
+                     resolve_features(model, ranked), list(self.prof.input_size),
+                     resolve_device(self.device).type])
+        return out / f"test-features-{key}.pt"
 
     def ranked_features(self, model) -> str:
         """Which vectors of ``model`` are ranked (``eval.features``) under the profile's
@@ -711,6 +748,34 @@ class Study:
     def variants_table(self, variants: Mapping[Any, Variant]) -> pd.DataFrame:
         """Every variant trained and evaluated, as one :meth:`Results.table`."""
         return self.run(variants).table()
+
+
+def _load_feature_cache(path: Path) -> dict:
+    """The ``path -> (feat [P, d], area ratios [P] | None)`` dict of
+    :func:`reidlib.engine.evaluation.extract_features` kept in ``path`` (empty when absent or
+    unreadable: the features are then extracted again)."""
+    if not path.is_file():
+        return {}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        feats, ars = saved["feats"], saved.get("area_ratios")
+        return {p: (feats[i], None if ars is None else ars[i]) for i, p in enumerate(saved["paths"])}
+    except Exception:                                        # a damaged file is re-made, never trusted
+        return {}
+
+
+def _save_feature_cache(path: Path, cache: dict) -> None:
+    """Write ``cache`` (see :func:`_load_feature_cache`) to ``path`` atomically."""
+    from reidlib.utils.io import atomic_path
+
+    if not cache or any(v is None for v in cache.values()):
+        return
+    paths = list(cache)
+    has_ar = all(cache[p][1] is not None for p in paths)
+    saved = {"paths": paths, "feats": torch.stack([cache[p][0] for p in paths]),
+             "area_ratios": torch.stack([cache[p][1] for p in paths]) if has_ar else None}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(saved, tmp)
 
 
 class _Split:
