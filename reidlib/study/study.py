@@ -9,6 +9,10 @@ the resolved configuration (settings that cannot change the weights,
 built on, a prepared training set). So ``make reproduce`` trains the baseline once although Tables 1
 and 2 and the viewpoint page all use it. An interrupted training resumes from its ``last.pt``
 (deleted once the run has finished and written its ``model.pt``, unless ``keep_state=True``).
+A finished run's test-image features are kept beside it (``test-features-<hash>.pt``,
+:meth:`Study.evaluate`), so a page that ranks one model under several distances (Table 2's rows,
+the viewpoint breakdown) or a later page's reference rows extract them once; ranking them again
+gives the same metrics.
 
 Asking for a configuration is pure: data are generated and the stand-in is pretrained only when a
 run that needs them trains (:meth:`Study.cached`), never when a configuration is built.
